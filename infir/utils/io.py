@@ -86,3 +86,8 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
                 n += 1
     return n
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

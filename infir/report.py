@@ -1,0 +1,216 @@
+"""The run report: report.md and report.html with plots, written from the run directory's files.
+
+It reads what the stages left behind (manifest, curate stats, metrics.jsonl, eval summary), so it
+can be rebuilt at any time with `write_report(run_dir, manifest)`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from infir.utils.io import atomic_write_text, read_json
+
+PLOTS = "report_assets"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def _loss_plot(run_dir: Path, stages: list[str]) -> str | None:
+    curves = {s: _read_metrics(run_dir / s / "metrics.jsonl") for s in stages}
+    curves = {s: [r for r in rows if "loss" in r and "step" in r] for s, rows in curves.items()}
+    curves = {s: rows for s, rows in curves.items() if rows}
+    if not curves:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.2), squeeze=False)
+    for ax, (stage, rows) in zip(axes[0], curves.items(), strict=True):
+        ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.2)
+        evals = [r for r in rows if "val_loss" in r]
+        if evals:
+            ax.plot([r["step"] for r in evals], [r["val_loss"] for r in evals], "o-", ms=3, label="validation")
+            ax.legend()
+        ax.set_title(f"{stage} loss")
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    name = f"{PLOTS}/loss_curves.png"
+    fig.savefig(run_dir / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def _funnel_plot(run_dir: Path, funnel: list[dict[str, Any]]) -> str | None:
+    if not funnel:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(funnel)))
+    names = [f["step"] for f in funnel][::-1]
+    kept = [f["kept"] for f in funnel][::-1]
+    dropped = [sum(f.get("dropped", {}).values()) for f in funnel][::-1]
+    ax.barh(names, kept, color="#4c9a6a", label="kept")
+    ax.barh(names, dropped, left=kept, color="#d46a5e", label="dropped")
+    ax.set_xlabel("documents")
+    ax.legend(loc="lower right")
+    ax.set_title("curation funnel")
+    fig.tight_layout()
+    name = f"{PLOTS}/curation_funnel.png"
+    fig.savefig(run_dir / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def _cluster_plot(run_dir: Path, hist: dict[str, int]) -> str | None:
+    if not hist:
+        return None
+    plt = _plt()
+    sizes = sorted(hist, key=lambda s: int(s))
+    fig, ax = plt.subplots(figsize=(5, 2.8))
+    ax.bar([str(s) for s in sizes], [hist[s] for s in sizes], color="#5b7fbf")
+    ax.set_xlabel("near-duplicate cluster size")
+    ax.set_ylabel("clusters")
+    ax.set_title("MinHash clusters")
+    fig.tight_layout()
+    name = f"{PLOTS}/dedup_clusters.png"
+    fig.savefig(run_dir / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+def build_markdown(run_dir: Path, manifest: dict[str, Any]) -> str:
+    (run_dir / PLOTS).mkdir(exist_ok=True)
+    stages = manifest.get("stages", {})
+    md = [f"# infir run report: {run_dir.name}", "",
+          f"Recipe `{manifest.get('recipe')}` (hash {manifest.get('recipe_hash')}); versions: "
+          + ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items()), ""]
+
+    md += ["## Stages and timings", ""]
+    md.append(_table(["stage", "status", "seconds", "finished", "resumed"],
+                     [[n, s.get("status"), s.get("seconds"), s.get("finished"), s.get("resumed")]
+                      for n, s in stages.items()]))
+    total = sum(s.get("seconds", 0) for s in stages.values())
+    md += ["", f"Total stage time: {total:.1f} s.", ""]
+
+    corpus = stages.get("corpus", {}).get("summary", {})
+    if corpus:
+        md += ["## Corpus", "", f"{corpus.get('documents')} documents, {corpus.get('bytes', 0) / 1e6:.2f} MB.", ""]
+        md.append(_table(["source", "documents"], sorted(corpus.get("by_source", {}).items())))
+        md.append("")
+
+    stats_path = run_dir / "curate" / "stats.json"
+    if stats_path.exists():
+        stats = read_json(stats_path)
+        md += ["## Curation", "",
+               f"input {stats.get('input_records')} → kept {stats.get('kept')}, "
+               f"dropped {sum(stats.get('dropped', {}).values())}, quarantined {stats.get('quarantined')}.", ""]
+        funnel = stats.get("funnel", [])
+        if funnel:
+            md.append(_table(["step", "in", "kept", "dropped (reason: count)"],
+                             [[f["step"], f["in"], f["kept"],
+                               ", ".join(f"{r}: {c}" for r, c in sorted(f.get("dropped", {}).items())) or "-"]
+                              for f in funnel]))
+            md.append("")
+        img = _funnel_plot(run_dir, funnel)
+        if img:
+            md += [f"![curation funnel]({img})", ""]
+        hist = (stats.get("minhash") or {}).get("cluster_size_histogram", {})
+        img = _cluster_plot(run_dir, {str(k): v for k, v in hist.items()})
+        if img:
+            md += [f"MinHash: {(stats.get('minhash') or {}).get('clusters')} clusters of near-duplicates.", "",
+                   f"![dedup clusters]({img})", ""]
+
+    train_stages = [s for s in ("pretrain", "anneal", "sft") if s in stages]
+    if train_stages:
+        md += ["## Training", ""]
+        rows = []
+        for s in train_stages:
+            summ = stages[s].get("summary", {})
+            rows.append([s] + [_fmt(summ.get(k, "-")) for k in ("steps", "tokens", "final_loss", "val_loss", "seconds")])
+        md.append(_table(["stage", "steps", "tokens", "final loss", "validation loss", "seconds"], rows))
+        md.append("")
+        img = _loss_plot(run_dir, train_stages)
+        if img:
+            md += [f"![loss curves]({img})", ""]
+
+    ev = stages.get("eval", {}).get("summary")
+    if ev:
+        md += ["## Evaluation", ""]
+        rows = []
+        for task, metrics in ev.items():
+            if isinstance(metrics, dict):
+                rows += [[task, k, _fmt(v)] for k, v in metrics.items() if isinstance(v, (int, float))]
+        md.append(_table(["task", "metric", "value"], rows))
+        md.append("")
+    return "\n".join(md)
+
+
+def _md_to_html(md: str, title: str) -> str:
+    """A tiny renderer for the Markdown this module writes (headings, tables, images, paragraphs)."""
+    body, in_table = [], False
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-"):
+                continue
+            tag = "th" if not in_table else "td"
+            body.append(("<table>" if not in_table else "") + "<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
+            in_table = True
+            continue
+        if in_table:
+            body.append("</table>")
+            in_table = False
+        if line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("!["):
+            alt, src = line[2:].split("](", 1)
+            body.append(f'<img alt="{html.escape(alt)}" src="{html.escape(src.rstrip(")"))}">')
+        elif line.strip():
+            body.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        body.append("</table>")
+    style = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+             "th{background:#f2f2f2}img{max-width:100%}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_report(run_dir: Path, manifest: dict[str, Any]) -> Path:
+    md = build_markdown(run_dir, manifest)
+    atomic_write_text(run_dir / "report.md", md + "\n")
+    out = run_dir / "report.html"
+    atomic_write_text(out, _md_to_html(md, f"infir report: {run_dir.name}"))
+    return out

@@ -1,0 +1,140 @@
+"""Run a recipe stage by stage in `runs/<name>/`, resumable.
+
+- Each stage gets its own folder and records itself in `manifest.json` when it finishes.
+- Rerunning skips finished stages whose configuration (and that of every stage before them) is
+  unchanged; a changed stage reruns together with everything after it.
+- A stage killed midway has no "done" entry, so the next run calls it again on the same folder: the
+  stage picks up its own partial work (training checkpoints, per-shard markers) or rewrites its
+  atomic outputs.
+- `--from STAGE` forgets that stage and the ones after it, then runs them again.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infir import __version__
+from infir.recipe import Recipe, RecipeError, config_hash, load_recipe
+from infir.stages import STAGES, StageContext
+from infir.utils.io import atomic_write_json, read_json
+from infir.utils.log import get_logger
+
+log = get_logger(__name__)
+
+
+def _versions() -> dict[str, str]:
+    out = {"infir": __version__, "python": platform.python_version()}
+    for name in ("torch", "transformers", "tokenizers", "numpy"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return out
+
+
+@dataclass
+class Manifest:
+    path: Path
+    data: dict[str, Any]
+
+    @classmethod
+    def open(cls, run_dir: Path, recipe: Recipe, recipe_path: Path) -> Manifest:
+        path = run_dir / "manifest.json"
+        data = read_json(path) if path.exists() else {"stages": {}}
+        data.update(
+            recipe=str(recipe_path),
+            recipe_hash=config_hash(recipe.model_dump(mode="json")),
+            versions=_versions(),
+            host={"platform": platform.platform(), "cpus": os.cpu_count()},
+        )
+        return cls(path, data)
+
+    def stage(self, name: str) -> dict[str, Any] | None:
+        return self.data["stages"].get(name)
+
+    def record(self, name: str, entry: dict[str, Any]) -> None:
+        self.data["stages"][name] = entry
+        self.save()
+
+    def forget(self, name: str) -> None:
+        self.data["stages"].pop(name, None)
+        self.save()
+
+    def save(self) -> None:
+        atomic_write_json(self.path, self.data)
+
+
+def run_recipe(recipe_path: str | Path, runs_dir: str | Path = "runs", from_stage: str | None = None,
+               data_dir: str | Path | None = None, only: str | None = None) -> Path:
+    """Run (or resume) a recipe; returns the run directory."""
+    recipe_path = Path(recipe_path)
+    try:
+        recipe = load_recipe(recipe_path)
+    except RecipeError as e:
+        log.error(str(e))
+        raise SystemExit(2) from None
+    names = [s.name for s in STAGES if s.enabled(recipe)]
+    for flag, value in (("--from", from_stage), *(("--only", v) for v in (only or "").split(",") if v)):
+        if value and value not in names:
+            log.error(f"{flag} {value}: not a stage of this recipe; stages are: {', '.join(names)}")
+            raise SystemExit(2)
+    wanted = set(only.split(",")) if only else None
+
+    run_dir = Path(runs_dir) / recipe.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(data_dir) if data_dir else None
+    if data_dir is not None and not data_dir.is_dir():
+        log.error(f"--data-dir {data_dir}: no such folder")
+        raise SystemExit(2)
+    manifest = Manifest.open(run_dir, recipe, recipe_path)
+    ctx = StageContext(run_dir=run_dir, recipe=recipe, data_dir=data_dir)
+    log.info(f"run '{recipe.name}' in {run_dir} — stages: {' → '.join(names)}"
+             + (f" (real data from {data_dir})" if data_dir else " (embedded corpus)"))
+
+    upstream = config_hash({"data_dir": str(data_dir) if data_dir else None, "seed": recipe.seed})
+    invalidated = False
+    t_run = time.time()
+    for spec in (s for s in STAGES if s.enabled(recipe)):
+        stage_hash = config_hash([upstream, recipe.stage_config(spec.name)])
+        upstream = stage_hash
+        done = manifest.stage(spec.name)
+        if spec.name == from_stage:
+            invalidated = True
+        if invalidated or (done and done.get("config_hash") != stage_hash):
+            invalidated = True
+            if done or ctx.stage_dir(spec.name).exists():
+                log.info(f"[{spec.name}] rerunning: {'--from' if from_stage else 'configuration changed'}")
+            manifest.forget(spec.name)
+            shutil.rmtree(ctx.stage_dir(spec.name), ignore_errors=True)
+            done = None
+        if wanted is not None and spec.name not in wanted:
+            continue
+        if done and done.get("status") == "done":
+            log.info(f"[{spec.name}] finished earlier ({done['seconds']:.1f} s): skipped")
+            continue
+        resumed = ctx.stage_dir(spec.name).exists()
+        log.info(f"[{spec.name}] {'resuming' if resumed else 'starting'} → {ctx.stage_dir(spec.name)}")
+        ctx.stage_dir(spec.name).mkdir(parents=True, exist_ok=True)
+        t0 = time.time()
+        summary = spec.run(ctx)
+        seconds = time.time() - t0
+        manifest.record(spec.name, {"status": "done", "config_hash": stage_hash, "seconds": round(seconds, 2),
+                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed": resumed,
+                                    "summary": summary})
+        log.info(f"[{spec.name}] done in {seconds:.1f} s")
+
+    from infir.report import write_report
+
+    manifest.data["total_seconds_last_invocation"] = round(time.time() - t_run, 2)
+    manifest.save()
+    html = write_report(run_dir, manifest.data)
+    log.info(f"report: {html}")
+    print(f"report: {html}", file=sys.stdout)
+    return run_dir

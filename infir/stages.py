@@ -1,0 +1,209 @@
+"""The stages `infir run` walks, each a thin adapter onto one room's public function.
+
+A stage reads the folders of the stages before it and writes only into its own folder
+(`runs/<name>/<stage>/`); the returned dict is its summary in the manifest and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infir.recipe import Recipe
+from infir.utils.io import open_text, write_jsonl
+from infir.utils.log import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass
+class StageContext:
+    run_dir: Path
+    recipe: Recipe
+    data_dir: Path | None
+
+    def stage_dir(self, name: str) -> Path:
+        return self.run_dir / name
+
+    @property
+    def benchmarks_dir(self) -> Path:
+        """Benchmarks laid out like shared/data: the real ones, or the embedded held-out problems."""
+        return self.data_dir if self.data_dir else self.stage_dir("corpus") / "benchmarks"
+
+    def model_dir(self, stage: str) -> Path:
+        return self.stage_dir(stage) / "model"
+
+
+@dataclass
+class StageSpec:
+    name: str
+    run: Callable[[StageContext], dict[str, Any]]
+    section: str | None = None  # recipe section that switches it on (None: always)
+
+    def enabled(self, recipe: Recipe) -> bool:
+        return self.section is None or getattr(recipe, self.section) is not None
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+def _text_file_records(path: Path, source: str) -> Iterator[dict]:
+    """One record per line of a plain-text corpus file (wiki_demo.txt holds an article a line)."""
+    with open_text(path) as f:
+        for i, line in enumerate(f):
+            if line.strip():
+                yield {"id": f"{source}/{i}", "text": line.strip(), "source": source, "metadata": {"domain": "web"}}
+
+
+def run_corpus(ctx: StageContext) -> dict[str, Any]:
+    out = ctx.stage_dir("corpus")
+    cfg = ctx.recipe.corpus.builtin.model_copy(update={"seed": ctx.recipe.seed + ctx.recipe.corpus.builtin.seed})
+    from infir.data.builtin_corpus import build_corpus
+
+    summary = build_corpus(cfg, out)
+    bench = out / "benchmarks" / "gsm8k"
+    bench.mkdir(parents=True, exist_ok=True)
+    shutil.copy(out / "math_test.jsonl", bench / "test.jsonl")
+    shutil.copy(out / "math_train.jsonl", bench / "train.jsonl")
+    if ctx.data_dir:
+        inputs = []
+        for rel in ctx.recipe.corpus.data_dir_files:
+            path = ctx.data_dir / rel
+            if not path.exists():
+                log.warning(f"corpus: {path} not found, skipped")
+                continue
+            if path.suffix == ".txt":
+                converted = out / "real" / (path.stem + ".jsonl")
+                write_jsonl(converted, _text_file_records(path, path.stem))
+                inputs.append(str(converted))
+            else:
+                inputs.append(str(path))
+        # Real web text joins the embedded code and math (the stdlib stays the code source).
+        summary["real_inputs"] = inputs
+    summary["inputs"] = [str(out / "corpus.jsonl"), *summary.get("real_inputs", [])]
+    (out / "inputs.json").write_text(json.dumps(summary["inputs"], indent=2))
+    return summary
+
+
+# --------------------------------------------------------------------------- curate
+
+
+def run_curate_stage(ctx: StageContext) -> dict[str, Any]:
+    from infir.data.pipeline import run_curate
+
+    inputs = [Path(p) for p in json.loads((ctx.stage_dir("corpus") / "inputs.json").read_text())]
+    stats = run_curate(ctx.recipe.curate, inputs, ctx.stage_dir("curate"), benchmarks_dir=ctx.benchmarks_dir)
+    return {k: stats[k] for k in ("input_records", "kept", "dropped", "quarantined") if k in stats}
+
+
+def curated_records(ctx: StageContext) -> Iterator[dict]:
+    from infir.utils.io import read_jsonl
+
+    for shard in sorted(ctx.stage_dir("curate").glob("*.jsonl*")):
+        yield from read_jsonl(shard)
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+
+def run_tokenizer(ctx: StageContext) -> dict[str, Any]:
+    from infir.model.tokenizer import load_tokenizer, save_tokenizer, train_bpe_tokenizer
+
+    cfg = ctx.recipe.tokenizer
+    out = ctx.stage_dir("tokenizer")
+    if cfg.path:
+        tok = load_tokenizer(cfg.path)
+    else:
+        budget = cfg.max_training_chars
+
+        def texts() -> Iterator[str]:
+            used = 0
+            for rec in curated_records(ctx):
+                if used >= budget:
+                    return
+                used += len(rec["text"])
+                yield rec["text"]
+
+        tok = train_bpe_tokenizer(texts(), cfg.vocab_size)
+    save_tokenizer(tok, out)
+    return {"vocab_size": len(tok), "trained": cfg.path is None}
+
+
+# --------------------------------------------------------------------------- pretrain / anneal
+
+
+def run_pretrain_stage(ctx: StageContext) -> dict[str, Any]:
+    from infir.train.pretrain import run_pretrain
+
+    return run_pretrain(ctx.recipe.pretrain, data_dir=ctx.stage_dir("curate"), output=ctx.stage_dir("pretrain"),
+                        tokenizer_dir=ctx.stage_dir("tokenizer"))
+
+
+def run_anneal_stage(ctx: StageContext) -> dict[str, Any]:
+    from infir.data.mixture import build_anneal_mix
+    from infir.train.pretrain import run_pretrain
+
+    mix_dir = ctx.stage_dir("anneal") / "mix"
+    build_anneal_mix(ctx.stage_dir("curate"), mix_dir, extra=[ctx.stage_dir("corpus") / "math_train.jsonl"])
+    return run_pretrain(ctx.recipe.anneal, data_dir=mix_dir, output=ctx.stage_dir("anneal"),
+                        tokenizer_dir=ctx.stage_dir("tokenizer"), init_from=ctx.model_dir("pretrain"))
+
+
+# --------------------------------------------------------------------------- SFT
+
+
+def _sft_records(ctx: StageContext) -> Path:
+    """SFT data: the embedded math problems as chats (and the real SFT seeds with --data-dir)."""
+    path = ctx.stage_dir("sft") / "data" / "math_chats.jsonl"
+    rows = []
+    for line in (ctx.stage_dir("corpus") / "math_train.jsonl").read_text().splitlines():
+        ex = json.loads(line)
+        rows.append({"messages": [{"role": "user", "content": ex["question"]},
+                                  {"role": "assistant", "content": ex["answer"]}], "domain": "math"})
+    write_jsonl(path, rows)
+    return path
+
+
+def last_model_stage(ctx: StageContext, before: str) -> str:
+    order = [s.name for s in STAGES if s.enabled(ctx.recipe)]
+    candidates = [s for s in order[: order.index(before)] if s in ("pretrain", "anneal", "sft")]
+    if not candidates:
+        raise RuntimeError(f"stage {before} needs a model stage (pretrain/anneal/sft) before it")
+    return candidates[-1]
+
+
+def run_sft_stage(ctx: StageContext) -> dict[str, Any]:
+    from infir.sft.train import run_sft
+
+    data = [_sft_records(ctx)]
+    if ctx.data_dir and (ctx.data_dir / "sft").is_dir():
+        data += sorted((ctx.data_dir / "sft").glob("*/*.json"))[:1]
+    base = ctx.model_dir(last_model_stage(ctx, "sft"))
+    return run_sft(ctx.recipe.sft, base_model=base, data=data, output=ctx.stage_dir("sft"))
+
+
+# --------------------------------------------------------------------------- eval
+
+
+def run_eval_stage(ctx: StageContext) -> dict[str, Any]:
+    from infir.eval.runner import run_eval
+
+    cfg = ctx.recipe.eval
+    model = ctx.model_dir(last_model_stage(ctx, "eval"))
+    return run_eval(model, cfg.tasks, data_dir=ctx.benchmarks_dir, output=ctx.stage_dir("eval"),
+                    limit=cfg.limit, mode=cfg.mode, max_new_tokens=cfg.max_new_tokens)
+
+
+STAGES: list[StageSpec] = [
+    StageSpec("corpus", run_corpus),
+    StageSpec("curate", run_curate_stage, "curate"),
+    StageSpec("tokenizer", run_tokenizer, "tokenizer"),
+    StageSpec("pretrain", run_pretrain_stage, "pretrain"),
+    StageSpec("anneal", run_anneal_stage, "anneal"),
+    StageSpec("sft", run_sft_stage, "sft"),
+    StageSpec("eval", run_eval_stage, "eval"),
+]
