@@ -96,7 +96,13 @@ def run_curate_stage(ctx: StageContext) -> dict[str, Any]:
     from infir.data.pipeline import run_curate
 
     inputs = [Path(p) for p in json.loads((ctx.stage_dir("corpus") / "inputs.json").read_text())]
-    stats = run_curate(ctx.recipe.curate, inputs, ctx.stage_dir("curate"), benchmarks_dir=ctx.benchmarks_dir)
+    cfg = ctx.recipe.curate
+    if ctx.data_dir is None:
+        # The embedded run evaluates on its own held-out problems (laid out as gsm8k/test.jsonl).
+        decontam = cfg.decontam.model_copy(update={"benchmarks": ["gsm8k"]})
+        cfg = cfg.model_copy(update={"decontam": decontam})
+        log.info("curate: decontaminating against the embedded held-out math problems")
+    stats = run_curate(cfg, inputs, ctx.stage_dir("curate"), benchmarks_dir=ctx.benchmarks_dir)
     return {k: stats[k] for k in ("input_records", "kept", "dropped", "quarantined") if k in stats}
 
 
@@ -136,21 +142,56 @@ def run_tokenizer(ctx: StageContext) -> dict[str, Any]:
 # --------------------------------------------------------------------------- pretrain / anneal
 
 
+def tokenize_by_domain(records: Iterator[dict], tokenizer_dir: Path, out_dir: Path) -> dict[str, int]:
+    """Tokenized sources, one per domain (code, math, web, ...), so recipes can weight the mixture.
+
+    Each source folder is written atomically; a rerun after a crash redoes only missing domains.
+    """
+    from infir.model.tokenizer import load_tokenizer
+    from infir.train.tokenized import write_token_shards
+
+    by_domain: dict[str, list[dict]] = {}
+    for rec in records:
+        by_domain.setdefault(str((rec.get("metadata") or {}).get("domain") or "web"), []).append(rec)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    counts = {}
+    for domain, rows in sorted(by_domain.items()):
+        if not (out_dir / domain / "index.json").exists():
+            write_token_shards(rows, tokenizer, out_dir / domain, source=domain)
+        counts[domain] = len(rows)
+    return counts
+
+
+def _math_train_records(ctx: StageContext) -> Iterator[dict]:
+    """The annealing set's synthetic reasoning data: step-by-step solved problems."""
+    for i, line in enumerate((ctx.stage_dir("corpus") / "math_train.jsonl").read_text().splitlines()):
+        ex = json.loads(line)
+        yield {"id": f"anneal-math/{i}", "text": f"Question: {ex['question']}\nAnswer: {ex['answer']}",
+               "metadata": {"domain": "synthetic"}}
+
+
 def run_pretrain_stage(ctx: StageContext) -> dict[str, Any]:
     from infir.train.pretrain import run_pretrain
 
-    return run_pretrain(ctx.recipe.pretrain, data_dir=ctx.stage_dir("curate"), output=ctx.stage_dir("pretrain"),
-                        tokenizer_dir=ctx.stage_dir("tokenizer"))
+    tokens = ctx.stage_dir("pretrain") / "tokens"
+    docs = tokenize_by_domain(curated_records(ctx), ctx.stage_dir("tokenizer"), tokens)
+    summary = run_pretrain(ctx.recipe.pretrain, data_dir=tokens, output=ctx.stage_dir("pretrain"),
+                           tokenizer_dir=ctx.stage_dir("tokenizer"))
+    return {**summary, "documents_by_domain": docs}
 
 
 def run_anneal_stage(ctx: StageContext) -> dict[str, Any]:
-    from infir.data.mixture import build_anneal_mix
+    """Annealing (paper §2.4): the recipe's `sources` weights keep code, keep math, cut web text and add
+    synthetic reasoning data; the learning rate decays from where pretraining left it."""
+    from itertools import chain
+
     from infir.train.pretrain import run_pretrain
 
-    mix_dir = ctx.stage_dir("anneal") / "mix"
-    build_anneal_mix(ctx.stage_dir("curate"), mix_dir, extra=[ctx.stage_dir("corpus") / "math_train.jsonl"])
-    return run_pretrain(ctx.recipe.anneal, data_dir=mix_dir, output=ctx.stage_dir("anneal"),
-                        tokenizer_dir=ctx.stage_dir("tokenizer"), init_from=ctx.model_dir("pretrain"))
+    tokens = ctx.stage_dir("anneal") / "tokens"
+    docs = tokenize_by_domain(chain(curated_records(ctx), _math_train_records(ctx)), ctx.stage_dir("tokenizer"), tokens)
+    summary = run_pretrain(ctx.recipe.anneal, data_dir=tokens, output=ctx.stage_dir("anneal"),
+                           tokenizer_dir=ctx.stage_dir("tokenizer"), init_from=ctx.model_dir("pretrain"))
+    return {**summary, "documents_by_domain": docs}
 
 
 # --------------------------------------------------------------------------- SFT
