@@ -34,6 +34,8 @@ class CorpusStage(BaseModel):
             "corpus/llamafactory/wiki_demo.txt",
         ]
     )
+    # ... and these SFT files join the embedded math chats.
+    data_dir_sft_files: list[str] = Field(default_factory=lambda: ["sft/llamafactory/alpaca_en_demo.json"])
 
 
 class TokenizerStage(BaseModel):
@@ -51,6 +53,8 @@ class EvalStage(BaseModel):
     limit: int | None = 60
     max_new_tokens: int = 128
     mode: str = Field("chat", pattern="^(base|chat)$")
+    # With --data-dir the real benchmarks replace the embedded ones, and these tasks are added.
+    real_data_tasks: list[str] = Field(default_factory=lambda: ["humaneval"])
 
 
 class Recipe(BaseModel):
@@ -64,6 +68,7 @@ class Recipe(BaseModel):
     pretrain: TrainConfig | None = None
     anneal: TrainConfig | None = None
     sft: SFTConfig | None = None
+    long_cot: SFTConfig | None = None  # long-CoT SFT from the instruct model; data in its `sources`
     eval: EvalStage | None = None
 
     def stage_config(self, stage: str) -> dict[str, Any]:

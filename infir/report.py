@@ -150,7 +150,7 @@ def build_markdown(run_dir: Path, manifest: dict[str, Any]) -> str:
             md += [f"MinHash: {(stats.get('minhash') or {}).get('clusters')} clusters of near-duplicates.", "",
                    f"![dedup clusters]({img})", ""]
 
-    train_stages = [s for s in ("pretrain", "anneal", "sft") if s in stages]
+    train_stages = [s for s in ("pretrain", "anneal", "sft", "long_cot") if s in stages]
     if train_stages:
         md += ["## Training", ""]
         rows = []

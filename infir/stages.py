@@ -65,10 +65,11 @@ def run_corpus(ctx: StageContext) -> dict[str, Any]:
     from infir.data.builtin_corpus import build_corpus
 
     summary = build_corpus(cfg, out)
-    bench = out / "benchmarks" / "gsm8k"
-    bench.mkdir(parents=True, exist_ok=True)
-    shutil.copy(out / "math_test.jsonl", bench / "test.jsonl")
-    shutil.copy(out / "math_train.jsonl", bench / "train.jsonl")
+    # The embedded eval sets, laid out like shared/data so the eval room reads them unchanged.
+    for rel, src in (("gsm8k/test.jsonl", "math_test.jsonl"), ("gsm8k/train.jsonl", "math_train.jsonl"),
+                     ("nll/heldout.jsonl", "heldout.jsonl")):
+        (out / "benchmarks" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(out / src, out / "benchmarks" / rel)
     if ctx.data_dir:
         inputs = []
         for rel in ctx.recipe.corpus.data_dir_files:
@@ -211,7 +212,7 @@ def _sft_records(ctx: StageContext) -> Path:
 
 def last_model_stage(ctx: StageContext, before: str) -> str:
     order = [s.name for s in STAGES if s.enabled(ctx.recipe)]
-    candidates = [s for s in order[: order.index(before)] if s in ("pretrain", "anneal", "sft")]
+    candidates = [s for s in order[: order.index(before)] if s in ("pretrain", "anneal", "sft", "long_cot")]
     if not candidates:
         raise RuntimeError(f"stage {before} needs a model stage (pretrain/anneal/sft) before it")
     return candidates[-1]
@@ -221,10 +222,21 @@ def run_sft_stage(ctx: StageContext) -> dict[str, Any]:
     from infir.sft.train import run_sft
 
     data = [_sft_records(ctx)]
-    if ctx.data_dir and (ctx.data_dir / "sft").is_dir():
-        data += sorted((ctx.data_dir / "sft").glob("*/*.json"))[:1]
+    if ctx.data_dir:
+        data += [ctx.data_dir / rel for rel in ctx.recipe.corpus.data_dir_sft_files if (ctx.data_dir / rel).exists()]
     base = ctx.model_dir(last_model_stage(ctx, "sft"))
     return run_sft(ctx.recipe.sft, base_model=base, data=data, output=ctx.stage_dir("sft"))
+
+
+def run_long_cot_stage(ctx: StageContext) -> dict[str, Any]:
+    """Long-CoT SFT (paper App. D) continues from the instruct model on the long traces in `sources`."""
+    from infir.sft.train import run_sft
+
+    cfg = ctx.recipe.long_cot
+    if not cfg.sources:
+        raise ValueError("long_cot: list the long reasoning traces under long_cot.sources")
+    base = ctx.model_dir(last_model_stage(ctx, "long_cot"))
+    return run_sft(cfg, base_model=base, data=[], output=ctx.stage_dir("long_cot"))
 
 
 # --------------------------------------------------------------------------- eval
@@ -235,7 +247,8 @@ def run_eval_stage(ctx: StageContext) -> dict[str, Any]:
 
     cfg = ctx.recipe.eval
     model = ctx.model_dir(last_model_stage(ctx, "eval"))
-    return run_eval(model, cfg.tasks, data_dir=ctx.benchmarks_dir, output=ctx.stage_dir("eval"),
+    tasks = cfg.tasks + ([t for t in cfg.real_data_tasks if t not in cfg.tasks] if ctx.data_dir else [])
+    return run_eval(model, tasks, data_dir=ctx.benchmarks_dir, output=ctx.stage_dir("eval"),
                     limit=cfg.limit, mode=cfg.mode, max_new_tokens=cfg.max_new_tokens)
 
 
@@ -246,5 +259,6 @@ STAGES: list[StageSpec] = [
     StageSpec("pretrain", run_pretrain_stage, "pretrain"),
     StageSpec("anneal", run_anneal_stage, "anneal"),
     StageSpec("sft", run_sft_stage, "sft"),
+    StageSpec("long_cot", run_long_cot_stage, "long_cot"),
     StageSpec("eval", run_eval_stage, "eval"),
 ]

@@ -32,6 +32,8 @@ class BuiltinCorpusConfig(BaseModel):
     doc_modules: int = 250
     math_train: int = 1500
     math_test: int = 60
+    problems_per_page: int = 5
+    heldout_code_files: int = 8
     duplicate_fraction: float = 0.08
     near_duplicate_fraction: float = 0.08
     boilerplate_pages: int = 60
@@ -54,9 +56,32 @@ class MathProblem:
         return "\n".join(self.steps) + f"\n#### {self.answer}"
 
 
-_NAMES = ["Ava", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo", "Kofi", "Lena", "Mateo", "Nora"]
-_ITEMS = [("apples", "box"), ("pencils", "pack"), ("marbles", "bag"), ("stickers", "sheet"), ("cookies", "tray"),
-          ("books", "shelf"), ("eggs", "carton"), ("cards", "deck")]
+_NAMES = [
+    "Ava",
+    "Ben",
+    "Chen",
+    "Dara",
+    "Eli",
+    "Fatima",
+    "Gus",
+    "Hana",
+    "Ivan",
+    "Jo",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Nora",
+]
+_ITEMS = [
+    ("apples", "box"),
+    ("pencils", "pack"),
+    ("marbles", "bag"),
+    ("stickers", "sheet"),
+    ("cookies", "tray"),
+    ("books", "shelf"),
+    ("eggs", "carton"),
+    ("cards", "deck"),
+]
 
 
 def _problem(rng: random.Random) -> MathProblem:
@@ -69,7 +94,10 @@ def _problem(rng: random.Random) -> MathProblem:
         return MathProblem(
             f"{name} buys {n} {unit}s of {item}. Each {unit} holds {per} {item}. {name} gives {eat} {item} to {other}. "
             f"How many {item} does {name} have left?",
-            [f"{name} buys {n} * {per} = {total} {item}.", f"After giving away {eat}, {name} has {total} - {eat} = {total - eat} {item}."],
+            [
+                f"{name} buys {n} * {per} = {total} {item}.",
+                f"After giving away {eat}, {name} has {total} - {eat} = {total - eat} {item}.",
+            ],
             total - eat,
         )
     if kind == 1:
@@ -78,7 +106,10 @@ def _problem(rng: random.Random) -> MathProblem:
         paid = cost + rng.randint(1, 30)
         return MathProblem(
             f"{name} buys {qty} {item} at ${price} each and pays with ${paid}. How much change does {name} get?",
-            [f"The {item} cost {qty} * {price} = ${cost}.", f"The change is {paid} - {cost} = ${paid - cost}."],
+            [
+                f"The {item} cost {qty} * {price} = ${cost}.",
+                f"The change is {paid} - {cost} = ${paid - cost}.",
+            ],
             paid - cost,
         )
     if kind == 2:
@@ -87,14 +118,20 @@ def _problem(rng: random.Random) -> MathProblem:
         return MathProblem(
             f"A train travels at {speed} miles per hour for {hours} hours, then {extra} more miles. "
             "How many miles does it travel in total?",
-            [f"In {hours} hours it covers {speed} * {hours} = {dist} miles.", f"In total: {dist} + {extra} = {dist + extra} miles."],
+            [
+                f"In {hours} hours it covers {speed} * {hours} = {dist} miles.",
+                f"In total: {dist} + {extra} = {dist + extra} miles.",
+            ],
             dist + extra,
         )
     if kind == 3:
         age, diff, years = rng.randint(5, 30), rng.randint(2, 25), rng.randint(2, 15)
         return MathProblem(
             f"{name} is {age} years old. {other} is {diff} years older than {name}. How old will {other} be in {years} years?",
-            [f"{other} is {age} + {diff} = {age + diff} years old.", f"In {years} years {other} will be {age + diff} + {years} = {age + diff + years}."],
+            [
+                f"{other} is {age} + {diff} = {age + diff} years old.",
+                f"In {years} years {other} will be {age + diff} + {years} = {age + diff + years}.",
+            ],
             age + diff + years,
         )
     if kind == 4:
@@ -132,17 +169,33 @@ def split_math(cfg: BuiltinCorpusConfig) -> tuple[list[MathProblem], list[MathPr
     return problems[cfg.math_test :], problems[: cfg.math_test]
 
 
+def _worksheets(problems: list[MathProblem], per_page: int) -> Iterator[dict]:
+    """Math pages of several solved problems each. Single templated problems would be near-duplicates
+    of each other under 5-gram MinHash (same wording, other numbers), as they would be on the web."""
+    for start in range(0, len(problems), per_page):
+        page = problems[start : start + per_page]
+        text = "\n\n".join(f"Problem {i + 1}. {p.question}\nSolution: {p.solution}" for i, p in enumerate(page))
+        yield {"id": f"math/{start // per_page}", "text": text, "source": "generated-math",
+               "metadata": {"domain": "math"}}
+
+
 # --------------------------------------------------------------------------- stdlib text
 
 
-def _stdlib_code(cfg: BuiltinCorpusConfig, rng: random.Random) -> Iterator[dict]:
+def _stdlib_code(cfg: BuiltinCorpusConfig, rng: random.Random, heldout: bool = False) -> Iterator[dict]:
+    """Standard-library modules; `heldout` gives the next `heldout_code_files` ones (never trained on)."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     files = sorted(p for p in stdlib.glob("*.py") if not p.name.startswith("_"))
-    rng.shuffle(files)
-    for path in files[: cfg.code_files]:
+    random.Random(cfg.seed).shuffle(files)
+    chosen = files[cfg.code_files : cfg.code_files + cfg.heldout_code_files] if heldout else files[: cfg.code_files]
+    for path in chosen:
         text = path.read_text(encoding="utf-8", errors="replace")[: cfg.max_code_chars]
-        yield {"id": f"code/{path.name}", "text": text, "source": "stdlib-code",
-               "metadata": {"domain": "code", "language": "python", "path": path.name}}
+        yield {
+            "id": f"code/{path.name}",
+            "text": text,
+            "source": "stdlib-code",
+            "metadata": {"domain": "code", "language": "python", "path": path.name},
+        }
 
 
 def _stdlib_docs(cfg: BuiltinCorpusConfig) -> Iterator[dict]:
@@ -151,8 +204,12 @@ def _stdlib_docs(cfg: BuiltinCorpusConfig) -> Iterator[dict]:
     except ImportError:  # some distributions strip pydoc_data
         topics = {}
     for name in sorted(topics):
-        yield {"id": f"doc/topic/{name}", "text": topics[name].strip(), "source": "pydoc-topics",
-               "metadata": {"domain": "web"}}
+        yield {
+            "id": f"doc/topic/{name}",
+            "text": topics[name].strip(),
+            "source": "pydoc-topics",
+            "metadata": {"domain": "web"},
+        }
     count = 0
     for mod in sorted(pkgutil.iter_modules(), key=lambda m: m.name):
         if count >= cfg.doc_modules or mod.name.startswith("_") or mod.name in {"antigravity", "this"}:
@@ -165,15 +222,38 @@ def _stdlib_docs(cfg: BuiltinCorpusConfig) -> Iterator[dict]:
             continue
         if doc and len(doc.split()) >= 20:
             count += 1
-            yield {"id": f"doc/module/{mod.name}", "text": doc.strip(), "source": "stdlib-docstrings",
-                   "metadata": {"domain": "web"}}
+            yield {
+                "id": f"doc/module/{mod.name}",
+                "text": doc.strip(),
+                "source": "stdlib-docstrings",
+                "metadata": {"domain": "web"},
+            }
 
 
-_NAV = ["Home", "About us", "Contact", "Login", "Sign up", "Privacy policy", "Terms of use", "Cookies",
-        "Careers", "Blog", "Shop", "Cart", "Help", "FAQ", "Sitemap", "Newsletter", "Follow us"]
+_NAV = [
+    "Home",
+    "About us",
+    "Contact",
+    "Login",
+    "Sign up",
+    "Privacy policy",
+    "Terms of use",
+    "Cookies",
+    "Careers",
+    "Blog",
+    "Shop",
+    "Cart",
+    "Help",
+    "FAQ",
+    "Sitemap",
+    "Newsletter",
+    "Follow us",
+]
 
 
-def _noise(docs: list[dict], cfg: BuiltinCorpusConfig, rng: random.Random, test: list[MathProblem]) -> Iterator[dict]:
+def _noise(
+    docs: list[dict], cfg: BuiltinCorpusConfig, rng: random.Random, test: list[MathProblem]
+) -> Iterator[dict]:
     prose = [d for d in docs if d["metadata"]["domain"] != "code"]
     for i, d in enumerate(rng.sample(docs, int(len(docs) * cfg.duplicate_fraction))):
         yield {**d, "id": f"noise/dup/{i}", "source": "crawl-duplicate"}
@@ -184,31 +264,50 @@ def _noise(docs: list[dict], cfg: BuiltinCorpusConfig, rng: random.Random, test:
         yield {**d, "id": f"noise/near/{i}", "text": " ".join(words), "source": "crawl-near-duplicate"}
     for i in range(cfg.boilerplate_pages):
         lines = [" | ".join(rng.sample(_NAV, 6)) for _ in range(rng.randint(8, 20))]
-        yield {"id": f"noise/nav/{i}", "text": "\n".join(lines), "source": "crawl-boilerplate", "metadata": {"domain": "web"}}
+        yield {
+            "id": f"noise/nav/{i}",
+            "text": "\n".join(lines),
+            "source": "crawl-boilerplate",
+            "metadata": {"domain": "web"},
+        }
     for i in range(cfg.short_pages):
-        yield {"id": f"noise/short/{i}", "text": rng.choice(["Click here.", "Loading...", "404 Not Found", "Subscribe now!"]),
-               "source": "crawl-short", "metadata": {"domain": "web"}}
+        yield {
+            "id": f"noise/short/{i}",
+            "text": rng.choice(["Click here.", "Loading...", "404 Not Found", "Subscribe now!"]),
+            "source": "crawl-short",
+            "metadata": {"domain": "web"},
+        }
     for i, p in enumerate(test[: cfg.contaminated_pages]):
-        yield {"id": f"noise/leak/{i}", "source": "crawl-leaked-benchmark", "metadata": {"domain": "math"},
-               "text": "Homework help forum. A student asked the following question today and nobody answered yet: "
-                       f"{p.question} Please show your work. Thanks in advance to anyone who can help with this."}
+        yield {
+            "id": f"noise/leak/{i}",
+            "source": "crawl-leaked-benchmark",
+            "metadata": {"domain": "math"},
+            "text": "Homework help forum. A student asked the following question today and nobody answered yet: "
+            f"{p.question} Please show your work. Thanks in advance to anyone who can help with this.",
+        }
 
 
 def build_corpus(cfg: BuiltinCorpusConfig, out_dir: Path) -> dict:
-    """Write corpus.jsonl, math_train.jsonl and math_test.jsonl into out_dir; return counts."""
+    """Write corpus.jsonl, math_train/test.jsonl and heldout.jsonl (NLL text) into out_dir; return counts."""
     rng = random.Random(cfg.seed)
     train, test = split_math(cfg)
     docs = list(_stdlib_code(cfg, rng)) + list(_stdlib_docs(cfg))
-    docs += [{"id": f"math/{i}", "text": f"Problem: {p.question}\nSolution: {p.solution}", "source": "generated-math",
-              "metadata": {"domain": "math"}} for i, p in enumerate(train)]
+    docs += list(_worksheets(train, cfg.problems_per_page))
     docs += list(_noise(docs, cfg, rng, test))
     rng.shuffle(docs)
     out_dir.mkdir(parents=True, exist_ok=True)
     n = write_jsonl(out_dir / "corpus.jsonl", docs)
     write_jsonl(out_dir / "math_train.jsonl", ({"question": p.question, "answer": p.solution} for p in train))
     write_jsonl(out_dir / "math_test.jsonl", ({"question": p.question, "answer": p.solution} for p in test))
+    heldout = list(_stdlib_code(cfg, rng, heldout=True)) + list(_worksheets(test, cfg.problems_per_page))
+    write_jsonl(out_dir / "heldout.jsonl", ({"id": d["id"], "text": d["text"]} for d in heldout))
     by_source: dict[str, int] = {}
     for d in docs:
         by_source[d["source"]] = by_source.get(d["source"], 0) + 1
-    return {"documents": n, "by_source": by_source, "math_train": len(train), "math_test": len(test),
-            "bytes": sum(len(d["text"].encode()) for d in docs)}
+    return {
+        "documents": n,
+        "by_source": by_source,
+        "math_train": len(train),
+        "math_test": len(test),
+        "bytes": sum(len(d["text"].encode()) for d in docs),
+    }
