@@ -1,0 +1,101 @@
+"""Configuration of SFT data synthesis (paper §3.1, App. A.2, B.1–B.2, C.2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EVOLUTION_OPS = ("deepen", "constraints", "concretise", "broaden", "reasoning")
+DOMAINS = ("math", "code", "reasoning", "knowledge", "writing", "general")
+
+
+class TeacherConfig(BaseModel):
+    """How to reach the teacher (an OpenAI-compatible URL or a local model folder)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = None  # model name sent to the endpoint; None = the first one /v1/models lists
+    api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the key (may be unset for local)
+    concurrency: int = Field(8, ge=1)
+    max_retries: int = Field(5, ge=0)
+    backoff_s: float = Field(0.5, ge=0)  # first retry delay; doubles each retry (plus jitter)
+    request_timeout_s: float = Field(120.0, gt=0)
+    temperature: float = Field(0.7, ge=0)  # for response candidates; evolution and judging use their own
+    max_tokens: int = Field(2048, ge=1)
+    cache: bool = True
+
+
+class EvolveConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    ops: list[str] = Field(default_factory=lambda: list(EVOLUTION_OPS))
+    per_seed: int = Field(1, ge=0)  # evolved variants per seed (ops taken round-robin by seed)
+    rounds: int = Field(1, ge=1)  # evolve the evolved again (Evol-Instruct depth)
+    keep_seeds: bool = True  # the original instructions stay in the pool too
+    temperature: float = Field(0.7, ge=0)
+    max_tokens: int = Field(512, ge=1)
+    min_chars: int = Field(20, ge=0)  # shorter evolutions are failures
+    max_copy_similarity: float = Field(0.95, ge=0, le=1)  # near-copies of the parent are failures
+
+
+class ResponseConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    candidates: int = Field(4, ge=1)  # N responses per instruction for rejection sampling
+    step_by_step: bool = True
+
+
+class RejectConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reward_model: Path | None = None  # local HF AutoModelForSequenceClassification folder
+    reward_batch_size: int = Field(8, ge=1)
+    min_reward: float | None = None  # drop the best candidate if it scores below this
+    math_check: bool = True  # final-answer equivalence with the seed's reference, where one exists
+    code_check: bool = True  # run teacher-written tests with the solution in the sandbox
+    code_timeout_s: float = Field(10.0, gt=0)
+    code_memory_mb: int = Field(1024, ge=64)
+    code_workers: int | None = None
+    min_chars: int = Field(50, ge=0)
+    max_chars: int = Field(16000, ge=1)
+    min_reasoning_steps: int = Field(2, ge=0)  # lines/sentences that look like steps
+
+
+class LabelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    domains: list[str] = Field(default_factory=lambda: list(DOMAINS))
+    min_quality: int = Field(3, ge=1, le=5)  # judged quality below this is dropped
+    keep_unjudged: bool = True  # a judgement that cannot be parsed keeps the record (counted in stats)
+    max_tokens: int = Field(256, ge=1)
+
+
+class SelectConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_records: int | None = None  # None = keep all that passed
+    balance_difficulty: bool = True  # within a domain, draw evenly across difficulty levels (App. B.2)
+    seed: int = 0
+
+
+class SynthConfig(BaseModel):
+    """Everything `infir synth` / `run_synth` needs besides seeds, teacher and output folder."""
+
+    model_config = ConfigDict(extra="forbid")
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    evolve: EvolveConfig = Field(default_factory=EvolveConfig)
+    respond: ResponseConfig = Field(default_factory=ResponseConfig)
+    reject: RejectConfig = Field(default_factory=RejectConfig)
+    label: LabelConfig = Field(default_factory=LabelConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
+    max_seeds: int | None = None  # read at most this many seed records (over all files)
+    batch_size: int = Field(32, ge=1)  # items in flight per step (each line is written when done)
+
+
+def load_synth_config(path: str | Path | None) -> SynthConfig:
+    """Read a YAML (or JSON) file into a SynthConfig; None gives the defaults."""
+    if path is None:
+        return SynthConfig()
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if "synth" in data and isinstance(data["synth"], dict):  # accept a recipe-style wrapper
+        data = data["synth"]
+    return SynthConfig.model_validate(data)
