@@ -9,7 +9,8 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Tiny models: one thread beats two (thread overhead dominates, and subprocesses share the cores).
+torch.set_num_threads(1)
 
 
 def shared_data_dir() -> Path:

@@ -1,0 +1,240 @@
+"""Batched generation for infir `Llama` models: one preallocated KV cache per batch, left padding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from infir.eval.generation import (
+    Completion,
+    IncrementalDetokenizer,
+    LocalGenerator,
+    OnToken,
+    Prompt,
+    SamplingParams,
+    encode_prompt,
+    eos_ids_for,
+    find_stop,
+    per_request,
+)
+from infir.eval.static_decode import GraphedDecodeStep, StaticDecodeStep
+
+
+def sample_next(
+    logits: torch.Tensor, params: Sequence[SamplingParams], generators: Sequence[Any]
+) -> torch.Tensor:
+    """One next token per row: argmax for greedy rows, nucleus sampling with the row's own RNG otherwise."""
+    out = logits.argmax(dim=-1)
+    for row, p in enumerate(params):
+        if p.temperature <= 0:
+            continue
+        probs = torch.softmax(logits[row].float() / p.temperature, dim=-1)
+        if p.top_p < 1.0:
+            sorted_p, sorted_i = probs.sort(descending=True)
+            keep = sorted_p.cumsum(0) - sorted_p < p.top_p  # always keeps the top token
+            probs = torch.zeros_like(probs).scatter(0, sorted_i[keep], sorted_p[keep])
+        # Sample on CPU with the row's generator so a seed gives the same text on any device/batch.
+        out[row] = torch.multinomial(probs.cpu(), 1, generator=generators[row]).item()
+    return out
+
+
+class InfirGenerator(LocalGenerator):
+    """Generation for infir Llama models.
+
+    decode: "dynamic" (the model's own KV-cache forward; best on CPU), "static" (fixed-shape decode
+    step, eager; a reference for the next one), or "cuda_graph" (the static step captured as a CUDA
+    graph per batch; CUDA only, not yet measured on a GPU).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        eos_ids: set[int] | None = None,
+        batch_size: int = 16,
+        decode: str = "dynamic",
+    ) -> None:
+        if decode not in ("dynamic", "static", "cuda_graph"):
+            raise ValueError(f"decode must be dynamic, static or cuda_graph, got {decode!r}")
+        if decode == "cuda_graph" and model.lm_head.weight.device.type != "cuda":
+            raise ValueError("decode='cuda_graph' needs the model on a CUDA device")
+        self.decode = decode
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.eos_ids = (
+            eos_ids if eos_ids is not None else eos_ids_for(None, tokenizer, model.config.eos_token_id)
+        )
+        self.batch_size = batch_size
+        self.max_context = model.config.max_position_embeddings
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        device: str | None = None,
+        batch_size: int = 16,
+        dtype: torch.dtype | None = None,
+        decode: str = "dynamic",
+    ) -> InfirGenerator:
+        from infir.model.hf_io import load_model
+        from infir.model.tokenizer import load_tokenizer
+
+        path = Path(path)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype is None and device.startswith("cuda"):
+            dtype = torch.bfloat16
+        model = load_model(path, device=device, dtype=dtype)
+        tokenizer = load_tokenizer(path)
+        eos = eos_ids_for(path, tokenizer, model.config.eos_token_id)
+        return cls(model, tokenizer, eos, batch_size, decode=decode)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.lm_head.weight.device
+
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        params: SamplingParams | Sequence[SamplingParams],
+        on_token: OnToken | None = None,
+    ) -> list[Completion]:
+        plist = per_request(params, len(prompts))
+        encoded = [
+            self._fit(encode_prompt(self.tokenizer, p), q.max_new_tokens)
+            for p, q in zip(prompts, plist, strict=True)
+        ]
+        # Similar lengths together: less padding, fewer wasted steps.
+        order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), plist[i].max_new_tokens))
+        results: list[Completion | None] = [None] * len(prompts)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = self._generate_batch([encoded[i] for i in idx], [plist[i] for i in idx], idx, on_token)
+            for i, completion in zip(idx, batch, strict=False):
+                results[i] = completion
+        return [r for r in results if r is not None]
+
+    def _fit(self, ids: list[int], max_new_tokens: int) -> list[int]:
+        """Cut a prompt from the left so prompt + generation fit the context (lm-eval does the same)."""
+        room = max(1, self.max_context - max_new_tokens)
+        return ids if len(ids) <= room else ids[-room:]
+
+    def _logits_fn(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
+    ) -> torch.Tensor:
+        hidden = self.model(input_ids, attention_mask=attention_mask, return_hidden=True)
+        return self.model.lm_head(hidden[rows, cols])
+
+    def loglikelihood(
+        self, requests: Sequence[tuple[str, str]], batch_size: int = 8
+    ) -> list[tuple[float, int]]:
+        from infir.eval.loglik import loglikelihoods
+
+        return loglikelihoods(
+            self._logits_fn,
+            self.tokenizer,
+            requests,
+            batch_size=batch_size,
+            device=self.device,
+            max_length=self.max_context,
+        )
+
+    @torch.inference_mode()
+    def _generate_batch(
+        self,
+        prompts: list[list[int]],
+        params: list[SamplingParams],
+        indices: list[int],
+        on_token: OnToken | None,
+    ) -> list[Completion]:
+        device, b = self.device, len(prompts)
+        width = max(len(p) for p in prompts)
+        budgets = [
+            max(0, min(p.max_new_tokens, self.max_context - len(ids)))
+            for p, ids in zip(params, prompts, strict=False)
+        ]
+        steps = max(budgets)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.full((b, width), pad, dtype=torch.long)
+        mask = torch.zeros((b, width + steps), dtype=torch.long)
+        for r, p in enumerate(prompts):
+            ids[r, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[r, width - len(p) :] = 1  # generated positions count as real too
+        ids, mask = ids.to(device), mask.to(device)
+        positions = (mask[:, :width].cumsum(-1) - 1).clamp(min=0)
+        generators = [torch.Generator().manual_seed(p.seed) if p.seed is not None else None for p in params]
+        for r, p in enumerate(params):
+            if p.temperature > 0 and generators[r] is None:
+                generators[r] = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
+        detoks = [IncrementalDetokenizer(self.tokenizer) for _ in range(b)]
+        tokens: list[list[int]] = [[] for _ in range(b)]
+        finish: list[str | None] = ["length" if budget == 0 else None for budget in budgets]
+        cut_at: list[int | None] = [None] * b
+        cache = self.model.new_kv_cache(b, width + steps)
+        logits = self.model(ids, position_ids=positions, kv_cache=cache, attention_mask=mask[:, :width])[
+            :, -1
+        ]
+        next_pos = positions[:, -1:] + 1
+        live = list(range(b))  # batch rows still decoding, in cache-row order
+        stepper: Any = None  # the static/graphed decode step for the current live rows
+        for step in range(steps):
+            next_ids = sample_next(logits, [params[r] for r in live], [generators[r] for r in live]).tolist()
+            for r, token in zip(live, next_ids, strict=True):
+                if token in self.eos_ids:
+                    finish[r] = "stop"
+                    continue
+                tokens[r].append(token)
+                piece = detoks[r].push(token)
+                if on_token is not None:
+                    on_token(indices[r], token, piece)
+                stop_at = find_stop(detoks[r].text, params[r].stop, len(piece)) if piece else None
+                if stop_at is not None:
+                    finish[r], cut_at[r] = "stop", stop_at
+                elif len(tokens[r]) >= budgets[r]:
+                    finish[r] = "length"
+            keep = [j for j, r in enumerate(live) if finish[r] is None]
+            if not keep or step == steps - 1:
+                break
+            if len(keep) < len(live):  # drop finished rows: later steps only compute live ones
+                sel = torch.tensor(keep, device=device)
+                cache.k = [k.index_select(0, sel) for k in cache.k]
+                cache.v = [v.index_select(0, sel) for v in cache.v]
+                cache.valid = cache.valid.index_select(0, sel)
+                mask, next_pos = mask.index_select(0, sel), next_pos.index_select(0, sel)
+                live, next_ids = [live[j] for j in keep], [next_ids[j] for j in keep]
+                stepper = None  # new cache tensors: capture again
+            step_ids = torch.tensor(next_ids, dtype=torch.long, device=device)[:, None]
+            if self.decode == "dynamic":
+                logits = self.model(
+                    step_ids,
+                    position_ids=next_pos,
+                    kv_cache=cache,
+                    attention_mask=mask[:, : width + step + 1],
+                )[:, -1]
+            else:
+                if stepper is None:
+                    stepper = (
+                        GraphedDecodeStep(self.model, cache, len(live))
+                        if self.decode == "cuda_graph"
+                        else StaticDecodeStep(self.model, cache)
+                    )
+                logits = stepper(step_ids, next_pos, torch.tensor([width + step], device=device))
+            next_pos = next_pos + 1
+        out = []
+        for r in range(b):
+            text = self.tokenizer.decode(
+                tokens[r], skip_special_tokens=False, clean_up_tokenization_spaces=False
+            )
+            if cut_at[r] is not None:
+                text = detoks[r].text[: cut_at[r]]
+            out.append(
+                Completion(
+                    text=text,
+                    token_ids=tokens[r],
+                    finish_reason=finish[r] or "length",  # type: ignore[arg-type]
+                    prompt_tokens=len(prompts[r]),
+                )
+            )
+        return out
