@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from infir.model.attention import attend, dense_mask, document_block_mask, flex_available
+
 
 @dataclass
 class LlamaConfig:
@@ -170,23 +172,9 @@ def attention_mask_for(
     device: Any,
 ) -> torch.Tensor | None:
     """Dense boolean mask [B, 1, q, k] (True = attend), or None for plain causal attention."""
-    if kv_cache is None and document_ids is None and attention_mask is None:
-        return None
+    valid = kv_cache.valid if kv_cache is not None else None
     start = kv_cache.length if kv_cache is not None else 0
-    k_len = start + q_len
-    q_pos = torch.arange(start, k_len, device=device)
-    k_pos = torch.arange(k_len, device=device)
-    mask = (k_pos[None, :] <= q_pos[:, None])[None, None]  # causal
-    if document_ids is not None:
-        same_doc = document_ids[:, :, None] == document_ids[:, None, :]
-        mask = mask & same_doc[:, None]
-    if kv_cache is not None:
-        mask = mask & kv_cache.valid[:, None, None, :k_len]
-    elif attention_mask is not None:
-        mask = mask & attention_mask.bool()[:, None, None, :]
-    # A fully masked row (padding query) would give NaN: let it see itself.
-    eye = (k_pos[None, :] == q_pos[:, None])[None, None]
-    return mask | eye
+    return dense_mask(q_len, document_ids, attention_mask, valid, start, device)
 
 
 class Attention(nn.Module):
@@ -199,7 +187,7 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.hidden_size, kv * d, bias=False)
         self.o_proj = nn.Linear(h * d, cfg.hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: Any,
                 kv_cache: KVCache | None) -> torch.Tensor:
         b, t, _ = x.shape
         cfg = self.cfg
@@ -209,9 +197,7 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=True
-        )
+        out = attend(q, k, v, mask)
         return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
 
 
@@ -234,7 +220,7 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: Any,
                 kv_cache: KVCache | None) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, kv_cache)
         return x + self.mlp(self.post_attention_layernorm(x))
@@ -251,6 +237,10 @@ class LlamaBody(nn.Module):
 
 
 class Llama(nn.Module):
+    # How document masks are computed: "auto" = flex attention BlockMask on CUDA for packed training
+    # batches (no cache, no padding mask), dense SDPA masks otherwise; "flex" or "sdpa" force one.
+    attn_impl: str = "auto"
+
     def __init__(self, cfg: LlamaConfig) -> None:
         super().__init__()
         self.config = cfg
@@ -296,7 +286,7 @@ class Llama(nn.Module):
                 kv_cache.valid[:, start : start + t] = attention_mask[:, -t:].bool()
             else:
                 kv_cache.valid[:, start : start + t] = True
-        mask = attention_mask_for(t, document_ids, attention_mask, kv_cache, x.device)
+        mask = self.attention_mask(t, document_ids, attention_mask, kv_cache, x.device)
         cos, sin = self.rope(position_ids, x.dtype)
         for layer in self.model.layers:
             x = layer(x, cos, sin, mask, kv_cache)
@@ -304,6 +294,16 @@ class Llama(nn.Module):
             kv_cache.length += t
         x = self.model.norm(x)
         return x if return_hidden else self.lm_head(x)
+
+    def attention_mask(self, t: int, document_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
+                       kv_cache: KVCache | None, device: Any) -> Any:
+        """The mask all layers share for this batch: a flex BlockMask, a dense mask, or None (causal)."""
+        packed_only = document_ids is not None and kv_cache is None and attention_mask is None
+        use_flex = self.attn_impl == "flex" or (self.attn_impl == "auto" and document_ids is not None
+                                                and document_ids.is_cuda)
+        if packed_only and use_flex and flex_available():
+            return document_block_mask(document_ids)
+        return attention_mask_for(t, document_ids, attention_mask, kv_cache, device)
 
     def new_kv_cache(self, batch_size: int, max_len: int) -> KVCache:
         p = self.lm_head.weight

@@ -1,15 +1,117 @@
-"""`infir train ...` subcommands. Imports heavy modules inside the functions."""
+"""`infir train ...` subcommands. Imports heavy modules inside the functions.
+
+    infir train tokenize corpus.jsonl --tokenizer TOK --output data/tokens/web
+    infir train pretrain --config recipes/infir-1b.yaml --data-dir data/tokens --tokenizer TOK --output runs/pt
+    infir train anneal   --config recipes/infir-1b.yaml --data-dir data/anneal --tokenizer TOK \\
+                         --init-from runs/pt/model --output runs/anneal
+    torchrun --nproc_per_node 8 -m infir.cli train pretrain ...      (FSDP2 over 8 GPUs)
+    infir train sft ...   (provided by the SFT room: infir/sft/commands.py)
+"""
 
 from __future__ import annotations
 
-import typer
+import json
+import os
+from pathlib import Path
+from typing import Any
 
-from infir.utils.notbuilt import not_built
+import typer
 
 app = typer.Typer(no_args_is_help=True)
 
 
-@app.command("todo")
-def todo() -> None:
-    """Placeholder until the train room's commands land."""
-    not_built("infir train", "its issue")
+def load_train_config(config: Path | None, section: str, overrides: list[str]) -> Any:
+    """A TrainConfig from a YAML file (its `section` key when present, else the whole file) + key=value."""
+    import yaml
+
+    from infir.train.config import TrainConfig
+
+    data: dict[str, Any] = {}
+    if config is not None:
+        raw = yaml.safe_load(config.read_text()) or {}
+        data = raw.get(section, raw) if isinstance(raw, dict) else {}
+        if isinstance(data, dict) and "train" in data and isinstance(data["train"], dict):
+            data = data["train"]  # a recipe stage wrapping its TrainConfig
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if not _:
+            raise typer.BadParameter(f"--set expects key=value, got {item!r}")
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(value)
+    return TrainConfig.model_validate(data)
+
+
+def _run(section: str, config: Path | None, data_dir: Path, output: Path, tokenizer: Path | None,
+         init_from: Path | None, overrides: list[str]) -> None:
+    from infir.train.pretrain import run_pretrain
+
+    cfg = load_train_config(config, section, overrides)
+    summary = run_pretrain(cfg, data_dir, output, tokenizer, init_from=init_from)
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(json.dumps({k: summary[k] for k in ("steps", "final_loss", "tokens", "model_dir")}))
+
+
+CONFIG = typer.Option(None, "--config", help="YAML with TrainConfig fields (or a 'pretrain:'/'anneal:' key).")
+DATA = typer.Option(..., "--data-dir", help="Tokenized sources (folders with index.json).")
+OUTPUT = typer.Option(..., "--output", help="Run folder: model/, checkpoints/, metrics.jsonl.")
+TOKENIZER = typer.Option(None, "--tokenizer", help="Tokenizer folder (saved with the model).")
+SET = typer.Option([], "--set", help="Override a config field: key=value (repeatable).")
+
+
+@app.command("pretrain")
+def pretrain_command(config: Path | None = CONFIG, data_dir: Path = DATA, output: Path = OUTPUT,
+                     tokenizer: Path | None = TOKENIZER,
+                     init_from: Path | None = typer.Option(None, "--init-from", help="Continue from a model folder."),
+                     overrides: list[str] = SET) -> None:
+    """Pretrain from scratch (or from --init-from); resumes from the output's latest checkpoint."""
+    _run("pretrain", config, data_dir, output, tokenizer, init_from, overrides)
+
+
+@app.command("anneal")
+def anneal_command(config: Path | None = CONFIG, data_dir: Path = DATA, output: Path = OUTPUT,
+                   tokenizer: Path | None = TOKENIZER,
+                   init_from: Path = typer.Option(..., "--init-from", help="The pretrained model folder."),
+                   overrides: list[str] = SET) -> None:
+    """Anneal: continue a pretrained model on the annealing mixture while the learning rate decays."""
+    _run("anneal", config, data_dir, output, tokenizer, init_from, overrides)
+
+
+@app.command("tokenize")
+def tokenize_command(
+    inputs: list[Path] = typer.Argument(..., help="JSONL files (.gz/.zst fine) with a text field."),
+    tokenizer: Path = typer.Option(..., "--tokenizer"),
+    output: Path = typer.Option(..., "--output", help="Source folder to write (index.json + shards)."),
+    text_key: str = typer.Option("text", "--text-key"),
+) -> None:
+    """Tokenize text records into a source folder for pretraining."""
+    from infir.model.tokenizer import load_tokenizer
+    from infir.train.tokenized import write_token_shards
+    from infir.utils.io import read_jsonl
+
+    def records():
+        for path in inputs:
+            yield from read_jsonl(path)
+
+    index = write_token_shards(records(), load_tokenizer(tokenizer), output, text_key=text_key)
+    typer.echo(json.dumps({k: index[k] for k in ("documents", "tokens", "quarantined")}))
+
+
+def _register_sft() -> None:
+    """`infir train sft` comes from the SFT room when it is there; otherwise it says it is not built."""
+    try:
+        from infir.sft.commands import sft_command
+    except ImportError:
+        @app.command("sft")
+        def sft_missing() -> None:
+            """Supervised fine-tuning (provided by the SFT room)."""
+            from infir.utils.notbuilt import not_built
+
+            not_built("infir train sft", "the SFT issue")
+        return
+    app.command("sft", help="Supervised fine-tuning (and long-CoT SFT).")(sft_command)
+
+
+_register_sft()

@@ -1,0 +1,231 @@
+"""Offline evaluations for data mixing (paper §2.3), run at an interval during training.
+
+Pretraining (recall): per-token NLL on a web validation sample from which the "meaningless" texts
+were dropped (those in the bottom `discard_fraction` of every reference model's NLL ranking), the
+per-token NLL of benchmark answers, and for multiple choice the softmax-normalised probability of
+the correct option over all options (eq. 2, s_i = log-likelihood of option i).
+Annealing (precision): a few-shot generation hook (GSM8K-style tasks through `infir.eval`).
+
+Scores go through the training module itself (`module(input_ids, labels) -> (loss_sum, ce_sum)`),
+so they work unchanged under FSDP (every rank runs the same items).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from infir.train.config import OfflineEvalConfig
+from infir.train.distributed import DistEnv, barrier
+from infir.train.generation_eval import few_shot_generation_eval
+from infir.train.loss import IGNORE_INDEX
+from infir.utils.io import atomic_write_json, open_text, read_jsonl
+from infir.utils.log import get_logger
+
+log = get_logger(__name__)
+Scored = tuple[list[int], list[int]]  # (context ids, continuation ids): NLL is taken on the continuation
+
+
+@torch.no_grad()
+def continuation_nll(module: nn.Module, items: list[Scored], device: Any) -> list[tuple[float, int]]:
+    """(summed NLL of the continuation, its token count) for each item, one forward each."""
+    out = []
+    for context, continuation in items:
+        ids = context + continuation
+        labels = [IGNORE_INDEX] * (len(context) - 1) + continuation
+        if not context:  # a whole text: every token but the first is scored
+            labels = continuation[1:]
+        inputs = torch.tensor([ids[:-1]], device=device)
+        target = torch.tensor([labels], device=device)
+        _, ce = module(input_ids=inputs, labels=target)
+        out.append((float(ce), int((target != IGNORE_INDEX).sum())))
+    return out
+
+
+def select_meaningful(nll_per_token: list[list[float]], discard_fraction: float) -> list[bool]:
+    """Keep a text unless it ranks in the worst `discard_fraction` (highest NLL) of every ranking."""
+    n = len(nll_per_token[0]) if nll_per_token else 0
+    cut = int(n * discard_fraction)
+    if cut == 0:
+        return [True] * n
+    worst = [set(sorted(range(n), key=lambda i: -r[i])[:cut]) for r in nll_per_token]
+    return [not all(i in w for w in worst) for i in range(n)]
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _with_bos(tokenizer: Any, ids: list[int]) -> list[int]:
+    bos = getattr(tokenizer, "bos_token_id", None)
+    return [bos, *ids] if bos is not None else ids
+
+
+def load_texts(path: Path, limit: int) -> list[str]:
+    """Web texts from JSONL ({"text"}) or plain text (one document per non-empty line)."""
+    texts: list[str] = []
+    if ".jsonl" in path.name or ".json" in path.name:
+        for row in read_jsonl(path):
+            if isinstance(row.get("text"), str) and row["text"].strip():
+                texts.append(row["text"])
+            if len(texts) >= limit:
+                break
+    else:
+        with open_text(path) as f:
+            for line in f:
+                if line.strip() and not line.strip().startswith("="):
+                    texts.append(line.strip())
+                if len(texts) >= limit:
+                    break
+    return texts
+
+
+def load_answer_items(path: Path, limit: int) -> list[tuple[str, str]]:
+    """(prompt, answer) pairs: GSM8K {question, answer}, MATH {problem, solution}, or {prompt, answer}."""
+    items = []
+    for row in read_jsonl(path):
+        if "question" in row and "answer" in row:
+            items.append((f"Question: {row['question']}\nAnswer:", f" {row['answer']}"))
+        elif "problem" in row and "solution" in row:
+            items.append((f"Problem: {row['problem']}\nSolution:", f" {row['solution']}"))
+        elif "prompt" in row and ("answer" in row or "completion" in row):
+            items.append((row["prompt"], str(row.get("answer", row.get("completion")))))
+        else:
+            raise ValueError(f"{path}: cannot find prompt/answer fields in {sorted(row)}")
+        if len(items) >= limit:
+            break
+    return items
+
+
+def load_choice_items(path: Path, limit: int) -> list[tuple[str, list[str], int]]:
+    """(prompt, options, correct index): MMLU csv files (or a folder of them), or JSONL with
+    {prompt|question, options|choices, answer_index|answer}."""
+    items: list[tuple[str, list[str], int]] = []
+    files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
+    for file in files:
+        if file.suffix == ".csv":
+            with open(file, newline="", encoding="utf-8") as f:
+                for row in csv.DictReader(f):
+                    options = [row[f"choice{i}"] for i in range(4)]
+                    items.append((f"Question: {row['question']}\nAnswer:", [f" {o}" for o in options],
+                                  int(row["answer"])))
+        else:
+            for row in read_jsonl(file):
+                options = row.get("options", row.get("choices"))
+                answer = row.get("answer_index", row.get("answer"))
+                items.append((row.get("prompt", row.get("question")), list(options), int(answer)))
+    # spread the limit over subjects: every k-th item
+    step = max(1, len(items) // limit) if limit else 1
+    return items[::step][:limit]
+
+
+@dataclass
+class OfflineEvaluator:
+    """Prepared once (texts tokenized, meaningless web texts dropped); called as evaluate(module, step)."""
+
+    device: Any
+    web: list[Scored] = field(default_factory=list)
+    answers: dict[str, list[Scored]] = field(default_factory=dict)
+    choices: dict[str, list[tuple[list[int], list[list[int]], int]]] = field(default_factory=dict)
+    generation_tasks: list[str] = field(default_factory=list)
+    generation_limit: int = 0
+    out_dir: Path | None = None
+    tokenizer: Any = None
+    env: DistEnv | None = None
+
+    @classmethod
+    def build(cls, cfg: OfflineEvalConfig, tokenizer: Any, out_dir: Path, env: DistEnv) -> OfflineEvaluator | None:
+        if not (cfg.web_val or cfg.answer_tasks or cfg.choice_tasks or cfg.generation_tasks):
+            return None
+        ev = cls(device=env.device, generation_tasks=list(cfg.generation_tasks),
+                 generation_limit=cfg.generation_limit, out_dir=out_dir, tokenizer=tokenizer, env=env)
+        cut = cfg.max_len
+
+        if cfg.web_val:
+            texts = load_texts(Path(cfg.web_val), cfg.web_max_docs)
+            web = [([], _with_bos(tokenizer, _encode(tokenizer, t))[:cut]) for t in texts]
+            web = [w for w in web if len(w[1]) >= 2]
+            keep = [True] * len(web)
+            if cfg.reference_models:
+                keep = select_meaningful([_reference_nll(Path(m), web, env) for m in cfg.reference_models],
+                                         cfg.discard_fraction)
+            ev.web = [w for w, k in zip(web, keep, strict=True) if k]
+            if env.is_main:
+                atomic_write_json(out_dir / "web_val_selection.json", {
+                    "source": cfg.web_val, "documents": len(web), "kept": len(ev.web),
+                    "reference_models": cfg.reference_models, "discard_fraction": cfg.discard_fraction,
+                    "dropped_examples": [t[:200] for t, k in zip(texts, keep, strict=False) if not k][:20]})
+        for task in cfg.answer_tasks:
+            pairs = load_answer_items(Path(task), cfg.max_items)
+            ev.answers[_task_name(task)] = [
+                (_with_bos(tokenizer, _encode(tokenizer, p))[-cut // 2:], _encode(tokenizer, a)[: cut // 2])
+                for p, a in pairs]
+        for task in cfg.choice_tasks:
+            items = load_choice_items(Path(task), cfg.max_items)
+            ev.choices[_task_name(task)] = [
+                (_with_bos(tokenizer, _encode(tokenizer, p))[-cut // 2:],
+                 [_encode(tokenizer, o)[: cut // 2] for o in opts], answer) for p, opts, answer in items]
+        log.info("offline eval: %d web texts, answer tasks %s, choice tasks %s, generation tasks %s",
+                 len(ev.web), list(ev.answers), list(ev.choices), ev.generation_tasks)
+        return ev
+
+    def __call__(self, module: nn.Module, step: int) -> dict[str, float]:
+        results: dict[str, float] = {}
+        if self.web:
+            scored = continuation_nll(module, self.web, self.device)
+            results["web_nll"] = sum(s for s, _ in scored) / max(1, sum(n for _, n in scored))
+        for name, items in self.answers.items():
+            scored = continuation_nll(module, items, self.device)
+            results[f"{name}/answer_nll"] = sum(s for s, _ in scored) / max(1, sum(n for _, n in scored))
+        for name, items in self.choices.items():
+            probs, correct = [], 0
+            for context, options, answer in items:
+                scores = torch.tensor([-s for s, _ in continuation_nll(module, [(context, o) for o in options],
+                                                                        self.device)])
+                p = torch.softmax(scores, 0)  # eq. 2
+                probs.append(float(p[answer]))
+                correct += int(int(scores.argmax()) == answer)
+            results[f"{name}/choice_prob"] = sum(probs) / len(probs)
+            results[f"{name}/choice_nll"] = -sum(math.log(max(p, 1e-30)) for p in probs) / len(probs)
+            results[f"{name}/choice_acc"] = correct / len(probs)
+        if self.generation_tasks:
+            results.update(self._generation(module, step))
+        if results:
+            log.info("eval step %d: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
+        return results
+
+    def _generation(self, module: nn.Module, step: int) -> dict[str, float]:
+        """Anneal phase: save the current weights and run the few-shot generation tasks on them."""
+        from infir.train.pretrain import export_model
+
+        model_dir = self.out_dir / "current_model"
+        export_model(module, module.model.config if hasattr(module, "model") else None, model_dir,
+                     self.tokenizer, self.env)
+        results = {}
+        if self.env.is_main:
+            results = few_shot_generation_eval(model_dir, self.generation_tasks, self.generation_limit)
+        barrier(self.env)
+        return results
+
+
+def _task_name(path: str) -> str:
+    """gsm8k/test.jsonl -> gsm8k; mmlu/test/ -> mmlu; my_task.jsonl -> my_task."""
+    p = Path(path)
+    name = p.name.split(".")[0]
+    return p.parent.name if name in {"test", "train", "dev", "valid", "validation", "val"} else name
+
+
+def _reference_nll(model_dir: Path, web: list[Scored], env: DistEnv) -> list[float]:
+    """Per-token NLL of every web text under a reference model (a Llama folder)."""
+    from infir.model.hf_io import load_model
+    from infir.train.loop import CausalLMLoss
+
+    ref = CausalLMLoss(load_model(model_dir, device=env.device)).eval()
+    log.info("ranking %d web texts by NLL under %s", len(web), model_dir)
+    return [s / max(n, 1) for s, n in continuation_nll(ref, web, env.device)]

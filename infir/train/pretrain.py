@@ -1,0 +1,127 @@
+"""The pretrain and anneal stages: tokenized shards in, an HF model folder out.
+
+Anneal is the same function with an anneal config: `init_from` the pretrained model and a
+decaying schedule (`schedule: decay`), usually with an annealing data mixture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from infir.model.hf_io import load_model, save_model
+from infir.model.llama import PRESETS, Llama, rope_inv_freq
+from infir.train.checkpoint import full_model_state
+from infir.train.config import TrainConfig
+from infir.train.distributed import DistEnv, barrier, init_distributed
+from infir.train.tokenized import PackedLoader, find_sources
+from infir.utils.io import atomic_write_json
+from infir.utils.log import get_logger
+
+log = get_logger(__name__)
+
+
+def build_model(cfg: TrainConfig, init_from: Path | None, tokenizer: Any) -> Llama:
+    """The starting model: a folder to continue from, or a freshly initialised preset."""
+    source = init_from or (Path(cfg.init_from) if cfg.init_from else None)
+    if source is not None:
+        model = load_model(source, device="cpu", dtype=torch.float32)
+        log.info("initialised from %s", source)
+        return model
+    if cfg.model not in PRESETS:
+        raise ValueError(f"unknown model preset {cfg.model!r}; choose from {sorted(PRESETS)}")
+    config = PRESETS[cfg.model]
+    vocab = cfg.vocab_size or config.vocab_size
+    if tokenizer is not None and cfg.vocab_size is None and len(tokenizer) > vocab:
+        vocab = len(tokenizer)
+    if tokenizer is not None and len(tokenizer) > vocab:
+        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model vocab is {vocab}")
+    overrides: dict[str, Any] = {"vocab_size": vocab}
+    if tokenizer is not None:
+        ids = tokenizer.get_vocab()
+        for field, token in (("bos_token_id", "<|begin_of_text|>"), ("eos_token_id", "<|end_of_text|>")):
+            if token in ids:
+                overrides[field] = ids[token]
+    torch.manual_seed(cfg.seed)
+    return Llama(dataclasses.replace(config, **overrides))
+
+
+def resolve_sources(cfg: TrainConfig, data_dir: Path) -> tuple[list[Path], list[float] | None]:
+    if not cfg.sources:
+        return find_sources(data_dir), None  # weighted by size
+    paths = [Path(s.path) if Path(s.path).is_absolute() else data_dir / s.path for s in cfg.sources]
+    return paths, [s.weight for s in cfg.sources]
+
+
+def export_model(module: torch.nn.Module, config: Any, out_dir: Path, tokenizer: Any, env: DistEnv) -> None:
+    """Gather the trained weights (collective) and write an HF folder from rank 0."""
+    state = full_model_state(module)
+    if env.is_main:
+        prefix = "model."
+        state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+        with torch.device("meta"):
+            model = Llama(config)
+        missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+        missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
+        if missing or unexpected:
+            raise RuntimeError(f"trained state does not fit the model: missing {missing}, unexpected {unexpected}")
+        if config.tie_word_embeddings:
+            model.lm_head.weight = model.model.embed_tokens.weight
+        model.inv_freq = rope_inv_freq(config)
+        save_model(model, out_dir, tokenizer=tokenizer)
+        log.info("saved model to %s", out_dir)
+    barrier(env)
+
+
+def _last_logged_loss(metrics_file: Path) -> float:
+    loss = float("nan")
+    if metrics_file.exists():
+        for line in metrics_file.read_text().splitlines():
+            row = json.loads(line)
+            if "loss" in row:
+                loss = row["loss"]
+    return loss
+
+
+def run_pretrain(cfg: TrainConfig, data_dir: Path, output: Path, tokenizer_dir: Path | None,
+                 init_from: Path | None = None) -> dict:
+    """Pretrain (or anneal) on the tokenized sources in `data_dir`; resumable.
+
+    Writes output/model/ (HF folder + tokenizer), output/metrics.jsonl, output/checkpoints/,
+    output/tensorboard/ and output/summary.json; returns the summary (incl. final_loss).
+    Works in one process or under torchrun (FSDP2).
+    """
+    from infir.train.loop import train
+    from infir.train.offline_eval import OfflineEvaluator
+
+    data_dir, output = Path(data_dir), Path(output)
+    env = init_distributed()
+    tokenizer = None
+    if tokenizer_dir is not None:
+        from infir.model.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(tokenizer_dir)
+    model = build_model(cfg, init_from, tokenizer)
+    config = model.config
+    sources, weights = resolve_sources(cfg, data_dir)
+    loader = PackedLoader(sources, weights, cfg.seq_len, cfg.micro_batch_size, env.rank, env.world_size)
+    evaluator = OfflineEvaluator.build(cfg.eval, tokenizer, output / "eval", env) if tokenizer is not None else None
+    module, summary = train(model, loader, cfg, output, evaluate=evaluator, env=env)
+    export_model(module, config, output / "model", tokenizer, env)
+    if math.isnan(summary["final_loss"]):
+        summary["final_loss"] = _last_logged_loss(output / "metrics.jsonl")
+    summary.update(model_dir=str(output / "model"), metrics=str(output / "metrics.jsonl"),
+                   parameters=config.num_parameters(), sources={str(p): w for p, w in
+                                                                 zip(sources, weights or [None] * len(sources),
+                                                                     strict=True)},
+                   data_epochs=loader.epochs())
+    if env.is_main:
+        atomic_write_json(output / "summary.json", summary)
+        log.info("done: final loss %.4f after %d steps; model in %s", summary["final_loss"],
+                 summary["steps"], output / "model")
+    return summary
