@@ -1,1 +1,15 @@
-"""infir.data"""
+"""infir.data: corpus curation (InfiR §2.1-2.2).
+
+records/readers  Record model; JSONL(.gz/.zst), Parquet, WARC/WET (trafilatura), folders -> records, bad
+                 input quarantined with a reason
+words            spaCy-faithful fast English word splitting (spacy_en_rules, punctuation: data)
+heuristics       FineWeb filters (Gopher quality/repetition, C4, FineWeb quality) + math colon rule
+code_rules       OpenCoder-style rules for source files (Python: ast parse)
+langid           optional fastText lid.176 language id
+recall           fastText reasoning-recall classifiers (seeds vs random negatives, iterated)
+minhash          MinHash signatures, LSH bands, union-find clusters
+quality          embedding regression heads (web 0-5, math 1-5), code static analysis
+decontam         token 10-gram decontamination; load_benchmark_texts
+mixture          annealing mix by source weights -> text and tokenized shards
+steps/pipeline   composable steps with a funnel; run_curate (resumable, local or Ray executors)
+"""

@@ -114,14 +114,11 @@ def _problem(rng: random.Random) -> MathProblem:
         )
     if kind == 2:
         speed, hours, extra = rng.randint(20, 70), rng.randint(2, 6), rng.randint(5, 40)
+        vehicle = rng.choice(["train", "bus", "truck", "ferry", "car", "van"])
         dist = speed * hours
         return MathProblem(
-            f"A train travels at {speed} miles per hour for {hours} hours, then {extra} more miles. "
-            "How many miles does it travel in total?",
-            [
-                f"In {hours} hours it covers {speed} * {hours} = {dist} miles.",
-                f"In total: {dist} + {extra} = {dist + extra} miles.",
-            ],
+            f"A {vehicle} travels at {speed} miles per hour for {hours} hours, then {extra} more miles. How far does it go?",
+            [f"In {hours} hours it covers {speed} * {hours} = {dist} miles.", f"In total: {dist} + {extra} = {dist + extra} miles."],
             dist + extra,
         )
     if kind == 3:
@@ -143,9 +140,11 @@ def _problem(rng: random.Random) -> MathProblem:
             per,
         )
     w, h, c = rng.randint(2, 20), rng.randint(2, 20), rng.randint(2, 9)
+    place = rng.choice(["garden", "lawn", "field", "yard", "plot", "courtyard"])
     area = w * h
     return MathProblem(
-        f"A garden is {w} meters long and {h} meters wide. Seeds cost ${c} per square meter. How much do seeds for the whole garden cost?",
+        f"{name}'s {place} is {w} meters long and {h} meters wide. Seeds cost ${c} per square meter. "
+        f"What do seeds for the {place} cost?",
         [f"The area is {w} * {h} = {area} square meters.", f"The seeds cost {area} * {c} = ${area * c}."],
         area * c,
     )
@@ -164,9 +163,34 @@ def math_problems(n: int, seed: int) -> list[MathProblem]:
 
 
 def split_math(cfg: BuiltinCorpusConfig) -> tuple[list[MathProblem], list[MathProblem]]:
-    """Train and held-out test problems, disjoint by question text."""
-    problems = math_problems(cfg.math_train + cfg.math_test, cfg.seed + 17)
-    return problems[cfg.math_test :], problems[: cfg.math_test]
+    """Train problems, and held-out test problems sharing no 10-gram with any training problem.
+
+    The test set is built the way benchmarks should be: a test problem whose wording overlaps the
+    training text (same template, same names and numbers) is skipped, so that decontamination of the
+    corpus removes exactly the pages that quote test problems and nothing else.
+    """
+    from infir.data.decontam import tokens
+
+    train = math_problems(cfg.math_train, cfg.seed + 17)
+    seen = {p.question for p in train}
+    train_ngrams = set()
+    for p in train:
+        for text in (p.question, p.solution):
+            t = tokens(text)
+            train_ngrams.update(tuple(t[i : i + 10]) for i in range(len(t) - 9))
+    rng = random.Random(cfg.seed + 31)
+    test: list[MathProblem] = []
+    for _ in range(200 * max(1, cfg.math_test)):
+        if len(test) >= cfg.math_test:
+            break
+        p = _problem(rng)
+        t = tokens(p.question + "\n" + p.solution)
+        if p.question not in seen and not any(tuple(t[i : i + 10]) in train_ngrams for i in range(len(t) - 9)):
+            seen.add(p.question)
+            test.append(p)
+    if len(test) < cfg.math_test:
+        raise ValueError(f"could only build {len(test)} of {cfg.math_test} clean held-out problems")
+    return train, test
 
 
 def _worksheets(problems: list[MathProblem], per_page: int) -> Iterator[dict]:
