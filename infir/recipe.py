@@ -24,7 +24,9 @@ class CorpusStage(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    builtin: BuiltinCorpusConfig = Field(default_factory=BuiltinCorpusConfig)
+    builtin: BuiltinCorpusConfig | None = Field(default_factory=BuiltinCorpusConfig)  # null: no embedded corpus
+    # Real corpus files (JSONL(.gz/.zst), Parquet, WARC/WET, folders); globs are expanded.
+    inputs: list[str] = Field(default_factory=list)
     # With --data-dir/INFIR_DATA: these files (relative to it) replace the embedded corpus.
     data_dir_files: list[str] = Field(
         default_factory=lambda: [

@@ -60,32 +60,36 @@ def _text_file_records(path: Path, source: str) -> Iterator[dict]:
 
 
 def run_corpus(ctx: StageContext) -> dict[str, Any]:
-    out = ctx.stage_dir("corpus")
-    cfg = ctx.recipe.corpus.builtin.model_copy(update={"seed": ctx.recipe.seed + ctx.recipe.corpus.builtin.seed})
-    from infir.data.builtin_corpus import build_corpus
+    """Gather the raw corpus: the embedded one (with its eval sets) and/or real files."""
+    import glob
 
-    summary = build_corpus(cfg, out)
-    # The embedded eval sets, laid out like shared/data so the eval room reads them unchanged.
-    for rel, src in (("gsm8k/test.jsonl", "math_test.jsonl"), ("gsm8k/train.jsonl", "math_train.jsonl"),
-                     ("nll/heldout.jsonl", "heldout.jsonl")):
-        (out / "benchmarks" / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(out / src, out / "benchmarks" / rel)
-    if ctx.data_dir:
-        inputs = []
-        for rel in ctx.recipe.corpus.data_dir_files:
-            path = ctx.data_dir / rel
-            if not path.exists():
-                log.warning(f"corpus: {path} not found, skipped")
-                continue
-            if path.suffix == ".txt":
-                converted = out / "real" / (path.stem + ".jsonl")
-                write_jsonl(converted, _text_file_records(path, path.stem))
-                inputs.append(str(converted))
-            else:
-                inputs.append(str(path))
-        # Real web text joins the embedded code and math (the stdlib stays the code source).
-        summary["real_inputs"] = inputs
-    summary["inputs"] = [str(out / "corpus.jsonl"), *summary.get("real_inputs", [])]
+    out = ctx.stage_dir("corpus")
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"inputs": []}
+    builtin = ctx.recipe.corpus.builtin
+    if builtin is not None:
+        from infir.data.builtin_corpus import build_corpus
+
+        summary.update(build_corpus(builtin.model_copy(update={"seed": ctx.recipe.seed + builtin.seed}), out))
+        summary["inputs"].append(str(out / "corpus.jsonl"))
+        # The embedded eval sets, laid out like shared/data so the eval room reads them unchanged.
+        for rel, src in (("gsm8k/test.jsonl", "math_test.jsonl"), ("gsm8k/train.jsonl", "math_train.jsonl"),
+                         ("nll/heldout.jsonl", "heldout.jsonl")):
+            (out / "benchmarks" / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(out / src, out / "benchmarks" / rel)
+    real = [ctx.data_dir / rel for rel in ctx.recipe.corpus.data_dir_files] if ctx.data_dir else []
+    real += [Path(p) for pattern in ctx.recipe.corpus.inputs for p in sorted(glob.glob(pattern, recursive=True))]
+    for path in real:
+        if not path.exists():
+            log.warning(f"corpus: {path} not found, skipped")
+        elif path.suffix == ".txt":  # one document a line (wiki_demo.txt holds an article a line)
+            converted = out / "real" / (path.stem + ".jsonl")
+            write_jsonl(converted, _text_file_records(path, path.stem))
+            summary["inputs"].append(str(converted))
+        else:
+            summary["inputs"].append(str(path))
+    if not summary["inputs"]:
+        raise ValueError("corpus: no input (the embedded corpus is off and no real files were found)")
     (out / "inputs.json").write_text(json.dumps(summary["inputs"], indent=2))
     return summary
 
@@ -165,7 +169,8 @@ def tokenize_by_domain(records: Iterator[dict], tokenizer_dir: Path, out_dir: Pa
 
 def _math_train_records(ctx: StageContext) -> Iterator[dict]:
     """The annealing set's synthetic reasoning data: step-by-step solved problems."""
-    for i, line in enumerate((ctx.stage_dir("corpus") / "math_train.jsonl").read_text().splitlines()):
+    path = ctx.stage_dir("corpus") / "math_train.jsonl"
+    for i, line in enumerate(path.read_text().splitlines() if path.exists() else []):
         ex = json.loads(line)
         yield {"id": f"anneal-math/{i}", "text": f"Question: {ex['question']}\nAnswer: {ex['answer']}",
                "metadata": {"domain": "synthetic"}}
@@ -198,14 +203,17 @@ def run_anneal_stage(ctx: StageContext) -> dict[str, Any]:
 # --------------------------------------------------------------------------- SFT
 
 
-def _sft_records(ctx: StageContext) -> Path:
+def _sft_records(ctx: StageContext) -> Path | None:
     """SFT data: the embedded math problems as chats (and the real SFT seeds with --data-dir)."""
     path = ctx.stage_dir("sft") / "data" / "math_chats.jsonl"
     rows = []
-    for line in (ctx.stage_dir("corpus") / "math_train.jsonl").read_text().splitlines():
+    source = ctx.stage_dir("corpus") / "math_train.jsonl"
+    for line in source.read_text().splitlines() if source.exists() else []:
         ex = json.loads(line)
         rows.append({"messages": [{"role": "user", "content": ex["question"]},
                                   {"role": "assistant", "content": ex["answer"]}], "domain": "math"})
+    if not rows:
+        return None
     write_jsonl(path, rows)
     return path
 
@@ -221,7 +229,7 @@ def last_model_stage(ctx: StageContext, before: str) -> str:
 def run_sft_stage(ctx: StageContext) -> dict[str, Any]:
     from infir.sft.train import run_sft
 
-    data = [_sft_records(ctx)]
+    data = [p for p in [_sft_records(ctx)] if p is not None]
     if ctx.data_dir:
         data += [ctx.data_dir / rel for rel in ctx.recipe.corpus.data_dir_sft_files if (ctx.data_dir / rel).exists()]
     base = ctx.model_dir(last_model_stage(ctx, "sft"))
