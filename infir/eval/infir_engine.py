@@ -93,7 +93,7 @@ class InfirGenerator(LocalGenerator):
 
     @property
     def device(self) -> torch.device:
-        return self.model.lm_head.weight.device
+        return next(self.model.parameters()).device  # lm_head may be a quantized module
 
     def generate(
         self,

@@ -1,0 +1,136 @@
+"""Typed configuration of the InfiR-VL room: model, data, the three-stage curriculum, evaluation.
+
+Stages are declarative (TinyLLaVA Factory style): each names the data it reads and a tune type
+per component (`frozen` or `full`). The defaults are the paper's: SigLIP-So400m/14-384 vision tower,
+a Linear-GELU-Linear projector, InfiR-1B as the LM; stage 1 trains the projector on captions,
+stage 2 the ViT + projector on text rendering and GUI data plus retained captions, stage 3
+everything on the hardest samples (GUI trajectories, tool use).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+TuneType = Literal["frozen", "full"]
+DataKind = Literal["caption", "ocr", "grounding", "trajectory", "llava"]
+
+
+class VisionConfig(BaseModel):
+    """The vision tower. `path` = a local SiglipVisionModel (or full SigLIP) folder; else built from `preset`."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: Path | None = None
+    preset: Literal["so400m-384", "tiny"] = "so400m-384"
+    # Overrides for the "tiny" preset (ignored when loading weights).
+    image_size: int = 384
+    patch_size: int = 14
+    hidden_size: int = 1152
+    num_layers: int = 27
+    num_heads: int = 16
+    intermediate_size: int = 4304
+    aspect: Literal["pad", "squash"] = "pad"  # how non-square images become square
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+
+class ProjectorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hidden_size: int | None = None  # None = the LM's hidden size (LLaVA-1.5 style mlp2x_gelu)
+
+
+class StageConfig(BaseModel):
+    """One curriculum stage: which data, which components train, and the optimizer schedule."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    data: dict[DataKind, float] = Field(default_factory=lambda: {"caption": 1.0})  # kind -> share
+    num_samples: int = 1000  # samples drawn for the stage (the shares split this number)
+    vision: TuneType = "frozen"
+    projector: TuneType = "full"
+    lm: TuneType = "frozen"
+    epochs: float = 1.0
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.0
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_length: int = 4096
+
+
+class CleanConfig(BaseModel):
+    """Image-text similarity cleaning (paper §4.1.2, App. E)."""
+
+    model_config = ConfigDict(extra="forbid")
+    encoder_path: Path | None = None  # local CLIP / SigLIP dual encoder; None = no cleaning
+    threshold: float = 0.5
+    batch_size: int = 32
+    bins: int = 20
+
+
+class SynthConfig(BaseModel):
+    """Synthetic images: rendered text and GUI screens with known element boxes."""
+
+    model_config = ConfigDict(extra="forbid")
+    screen_grid: int = 4  # elements sit in the cells of a grid x grid layout
+    min_elements: int = 3
+    max_elements: int = 6
+    render_width: int = 256  # pixels of the rendered screen (long side)
+    platforms: list[Literal["mobile", "desktop", "web"]] = Field(
+        default_factory=lambda: ["mobile", "desktop", "web"])
+    train_screens: int = 20_000  # screens rendered for training (captions, grounding, trajectories)
+    ocr_images: int = 20_000  # rendered-text images (OCR / QA)
+    eval_screens: int = 200  # held-out screens for the grounding and step-accuracy evaluation
+    seed: int = 0
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    screenspot_dir: Path | None = None  # a folder with images/annotations.jsonl (real ScreenSpot)
+    max_new_tokens: int = 48
+    trajectory_max_new_tokens: int = 96
+    trajectory_episodes: int = 50  # held-out episodes for the AndroidControl-style step accuracy
+    batch_size: int = 32
+
+
+class VLMConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    vision: VisionConfig = Field(default_factory=VisionConfig)
+    projector: ProjectorConfig = Field(default_factory=ProjectorConfig)
+    image_token: str = "<|reserved_special_token_3|>"  # the tokenizer token image features replace
+    llava_json: list[Path] = Field(default_factory=list)  # extra real LLaVA-format data (kind "llava")
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    stages: list[StageConfig] = Field(default_factory=lambda: paper_stages())
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    image_cache_size: int = 4096  # preprocessed images kept in memory (uint8)
+    device: str = "auto"
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    seed: int = 0
+
+
+def paper_stages() -> list[StageConfig]:
+    """The paper's curriculum (§4.3); learning rates follow LLaVA-style practice (the paper gives none)."""
+    return [
+        StageConfig(name="stage1-align", data={"caption": 1.0}, num_samples=558_000, vision="frozen",
+                    projector="full", lm="frozen", batch_size=32, grad_accum=8, lr=1e-3, max_length=2048),
+        StageConfig(name="stage2-vision", data={"ocr": 0.45, "grounding": 0.4, "caption": 0.15},
+                    num_samples=1_000_000, vision="full", projector="full", lm="frozen", batch_size=16,
+                    grad_accum=8, lr=2e-5, max_length=4096),
+        StageConfig(name="stage3-all", data={"trajectory": 0.6, "grounding": 0.3, "ocr": 0.1},
+                    num_samples=300_000, vision="full", projector="full", lm="full", batch_size=16,
+                    grad_accum=8, lr=2e-5, max_length=4096),
+    ]
+
+
+def load_vlm_config(path: str | Path) -> VLMConfig:
+    """Read a VLM YAML: either the VLMConfig itself or a document with a top-level `vlm:` key."""
+    doc = yaml.safe_load(Path(path).read_text()) or {}
+    if "vlm" in doc and isinstance(doc["vlm"], dict):
+        doc = doc["vlm"]
+    return VLMConfig.model_validate(doc)

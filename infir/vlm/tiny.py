@@ -1,0 +1,47 @@
+"""A randomly initialised tiny LM (+ BPE tokenizer trained on the VLM texts) for CPU runs and tests.
+
+Real runs start from a pretrained InfiR LM folder; this exists so the VLM room runs on its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from infir.model.chat_template import header
+from infir.model.hf_io import save_model
+from infir.model.llama import PRESETS, Llama
+from infir.model.tokenizer import train_bpe_tokenizer
+from infir.utils.log import get_logger
+from infir.vlm.processor import IMAGE_PLACEHOLDER
+
+log = get_logger(__name__)
+
+
+def sample_texts(data_dir: Path, limit_per_kind: int = 2000) -> list[str]:
+    texts = [header(r) for r in ("system", "user", "assistant")]
+    for path in sorted(data_dir.glob("*.json")):
+        if path.name == "pools.json":
+            continue
+        for s in json.loads(path.read_text())[:limit_per_kind]:
+            for turn in s.get("conversations", []):
+                texts.append(turn["value"].replace(IMAGE_PLACEHOLDER, ""))
+            if "instruction" in s:
+                texts.append(s["instruction"])
+    return texts
+
+
+def make_tiny_lm(out_dir: Path, texts: list[str], preset: str = "micro", vocab_size: int = 512,
+                 seed: int = 0, **overrides) -> Path:
+    """Train a byte-level BPE tokenizer on `texts` and save a random Llama of `preset` size with it."""
+    torch.manual_seed(seed)
+    tok = train_bpe_tokenizer(texts, vocab_size=vocab_size)
+    cfg = dataclasses.replace(PRESETS[preset], vocab_size=len(tok), bos_token_id=tok.bos_token_id,
+                              eos_token_id=tok.convert_tokens_to_ids("<|end_of_text|>"),
+                              pad_token_id=tok.pad_token_id, **overrides)
+    save_model(Llama(cfg), out_dir, tokenizer=tok)
+    log.info("tiny random LM (%s, vocab %d) written to %s", preset, len(tok), out_dir)
+    return Path(out_dir)

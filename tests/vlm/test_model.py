@@ -1,0 +1,126 @@
+"""The VLM: feature splicing, mixed batches, preprocessing like SigLIP, save/load, batched generation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from infir.vlm.dataset import ImageCache
+from infir.vlm.generate import generate
+from infir.vlm.model import SO400M, load_vlm, save_vlm
+from infir.vlm.processor import ConversationEncoder, collate, preprocess_image
+
+from .conftest import IMAGE_TOKEN
+
+
+def _turns(q, a=None):
+    conv = [{"from": "human", "value": q}]
+    return conv + ([{"from": "gpt", "value": a}] if a is not None else [])
+
+
+@pytest.fixture()
+def images(tmp_path):
+    paths = []
+    for i, (size, color) in enumerate([((40, 20), (255, 0, 0)), ((32, 32), (0, 0, 255)), ((20, 50), (0, 200, 0))]):
+        im = Image.new("RGB", size, color)
+        im.putpixel((3, 3), (255, 255, 255))
+        paths.append(str(tmp_path / f"{i}.png"))
+        im.save(paths[-1])
+    return paths
+
+
+def test_so400m_geometry_gives_729_tokens():
+    assert (SO400M["image_size"] // SO400M["patch_size"]) ** 2 == 729
+
+
+def test_encoder_expands_images_and_masks_the_prompt(tiny_vlm, tiny_tokenizer):
+    enc = ConversationEncoder(tiny_tokenizer, tiny_vlm.image_token_id, tiny_vlm.num_image_tokens)
+    assert tiny_vlm.num_image_tokens == 16
+    out = enc.encode({"image": ["a", "b"], "conversations": _turns("<image> and <image>: same?", "No.")})
+    ids, labels = out["input_ids"], out["labels"]
+    assert ids.count(tiny_vlm.image_token_id) == 32 and len(ids) == len(labels)
+    learned = [t for t in labels if t != -100]
+    assert tiny_tokenizer.decode(learned) == "No.<|eot_id|>"
+    # No <image> mark: one is put in front of the first user turn.
+    auto = enc.encode({"image": "a", "conversations": _turns("What?", "A.")})["input_ids"]
+    assert auto.count(tiny_vlm.image_token_id) == 16
+    prompt = enc.encode({"image": "a", "conversations": _turns("What?", "A.")}, add_generation_prompt=True)
+    assert tiny_tokenizer.decode(prompt["input_ids"]).endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
+    with pytest.raises(ValueError, match="marks but"):
+        enc.encode({"image": ["a"], "conversations": _turns("<image><image>", "x")})
+
+
+def test_preprocessing_matches_siglip_image_processor(images):
+    from transformers import SiglipImageProcessor
+
+    image = Image.open(images[0]).convert("RGB")
+    ours = preprocess_image(image, 32, aspect="squash")
+    ref = SiglipImageProcessor(size={"height": 32, "width": 32})(images=image, return_tensors="pt")["pixel_values"][0]
+    assert ours.shape == ref.shape == (3, 32, 32)
+    assert torch.allclose(ours, ref.float(), atol=0.02)
+    padded = preprocess_image(image, 32, aspect="pad")  # 40x20 -> red band in the middle, grey above/below
+    assert padded[0, 0].abs().max() < 0.01 and padded[0, 16, 16] > 0.9
+    cache = ImageCache({"image_size": 32, "aspect": "pad", "mean": [0.5] * 3, "std": [0.5] * 3})
+    assert torch.allclose(cache.get(images[0]), padded, atol=1e-6)
+
+
+def test_mixed_batch_splices_features_and_matches_single_samples(tiny_vlm, tiny_tokenizer, images):
+    model = tiny_vlm.eval()
+    enc = ConversationEncoder(tiny_tokenizer, model.image_token_id, model.num_image_tokens)
+    cache = ImageCache(model.preprocessing)
+    samples = [{"image": images[0], "conversations": _turns("<image>\nWhat colour?", "Red.")},
+               {"image": images[1:], "conversations": _turns("<image> vs <image>", "Blue, green.")},
+               {"conversations": _turns("Text only here.", "Fine.")}]
+    examples = [{**enc.encode(s), "pixel_values": cache.stack(s.get("image") if isinstance(s.get("image"), list)
+                                                              else [s["image"]] if "image" in s else [])}
+                for s in samples]
+    batch = collate(examples, tiny_tokenizer.pad_token_id)
+    assert batch["pixel_values"].shape[0] == 3
+    with torch.no_grad():
+        embeds = model.embed(batch["input_ids"], batch["pixel_values"])
+        feats = model.image_features(batch["pixel_values"]).reshape(-1, embeds.shape[-1])
+        assert torch.allclose(embeds[batch["input_ids"] == model.image_token_id], feats, atol=1e-6)
+        logits = model(batch["input_ids"], batch["pixel_values"])
+        for i, e in enumerate(examples):
+            alone = model(torch.tensor([e["input_ids"]]), e["pixel_values"])
+            assert torch.allclose(logits[i, : len(e["input_ids"])], alone[0], atol=1e-4)
+        loss, n = model.loss(batch)
+    assert n == sum(sum(1 for t in e["labels"] if t != -100) for e in examples) and torch.isfinite(loss)
+    with pytest.raises(ValueError, match="image-token slots"):
+        model.embed(batch["input_ids"], batch["pixel_values"][:2])
+
+
+def test_save_load_round_trip_in_hf_layout(tiny_vlm, tiny_tokenizer, images, tmp_path):
+    from transformers import SiglipVisionModel
+
+    out = save_vlm(tiny_vlm, tmp_path / "vl", tiny_tokenizer, IMAGE_TOKEN)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model_type"] == "infir_vl" and cfg["num_image_tokens"] == 16
+    assert set(load_file(str(out / "projector.safetensors"))) == {"linear_1.weight", "linear_1.bias",
+                                                                  "linear_2.weight", "linear_2.bias"}
+    assert SiglipVisionModel.from_pretrained(str(out / "vision")).config.image_size == 32
+    assert (out / "vision" / "preprocessor_config.json").exists() and (out / "lm" / "model.safetensors").exists()
+    loaded, tok = load_vlm(out)
+    enc = ConversationEncoder(tok, loaded.image_token_id, loaded.num_image_tokens)
+    ids = torch.tensor([enc.encode({"image": images[0], "conversations": _turns("<image>hi", "yo")})["input_ids"]])
+    pix = preprocess_image(images[0], 32)[None]
+    with torch.no_grad():
+        assert torch.allclose(tiny_vlm.eval()(ids, pix), loaded(ids, pix), atol=1e-5)
+
+
+def test_batched_generation_equals_one_by_one(tiny_vlm, tiny_tokenizer, images):
+    model = tiny_vlm.eval()
+    enc = ConversationEncoder(tiny_tokenizer, model.image_token_id, model.num_image_tokens)
+    cache = ImageCache(model.preprocessing)
+    samples = [{"image": images[0], "conversations": _turns("Click the red circle.\n<image>")},
+               {"image": images[1:], "conversations": _turns("<image><image>Describe the screen, please now.")},
+               {"conversations": _turns("A mobile screen")}]
+    together = generate(model, tiny_tokenizer, enc, cache, samples, max_new_tokens=6, batch_size=3)
+    alone = [generate(model, tiny_tokenizer, enc, cache, [s], max_new_tokens=6)[0] for s in samples]
+    assert together == alone and all(isinstance(t, str) for t in together)
+    assert np.mean([len(t) for t in together]) > 0
