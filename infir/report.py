@@ -156,8 +156,12 @@ def build_markdown(run_dir: Path, manifest: dict[str, Any]) -> str:
         rows = []
         for s in train_stages:
             summ = stages[s].get("summary", {})
-            rows.append([s] + [_fmt(summ.get(k, "-")) for k in ("steps", "tokens", "final_loss", "val_loss", "seconds")])
-        md.append(_table(["stage", "steps", "tokens", "final loss", "validation loss", "seconds"], rows))
+            held = (summ.get("heldout_assistant_loss_before"), summ.get("heldout_assistant_loss_after"))
+            rows.append([s] + [_fmt(summ.get(k, "-")) for k in ("steps", "tokens", "final_loss")]
+                        + [f"{held[0]:.4g} → {held[1]:.4g}" if None not in held else "-",
+                           _fmt(stages[s].get("seconds", "-"))])
+        md.append(_table(["stage", "steps", "tokens", "final train loss", "held-out assistant loss (before → after)",
+                          "seconds"], rows))
         md.append("")
         img = _loss_plot(run_dir, train_stages)
         if img:

@@ -84,6 +84,10 @@ _ITEMS = [
 ]
 
 
+def _plural(noun: str) -> str:
+    return noun + ("es" if noun.endswith(("x", "s", "sh", "ch")) else "s")
+
+
 def _problem(rng: random.Random) -> MathProblem:
     name, other = rng.sample(_NAMES, 2)
     item, unit = rng.choice(_ITEMS)
@@ -92,7 +96,7 @@ def _problem(rng: random.Random) -> MathProblem:
         n, per, eat = rng.randint(2, 9), rng.randint(3, 12), rng.randint(1, 9)
         total = n * per
         return MathProblem(
-            f"{name} buys {n} {unit}s of {item}. Each {unit} holds {per} {item}. {name} gives {eat} {item} to {other}. "
+            f"{name} buys {n} {_plural(unit)} of {item}. Each {unit} holds {per} {item}. {name} gives {eat} {item} to {other}. "
             f"How many {item} does {name} have left?",
             [
                 f"{name} buys {n} * {per} = {total} {item}.",
