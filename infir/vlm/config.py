@@ -32,6 +32,9 @@ class VisionConfig(BaseModel):
     num_layers: int = 27
     num_heads: int = 16
     intermediate_size: int = 4304
+    # Std of the random position-embedding init (tiny preset only; None = SigLIP's own init). At toy
+    # scale a larger value keeps "where" distinct from "what" in the random tower's patch features.
+    position_init_std: float | None = None
     aspect: Literal["pad", "squash"] = "pad"  # how non-square images become square
     image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)

@@ -49,7 +49,10 @@ def build_vision_tower(cfg: VisionConfig):
                                   num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
                                   image_size=cfg.image_size, patch_size=cfg.patch_size, vision_use_head=False)
     log.info("building a randomly initialised SigLIP vision tower (%s)", cfg.preset)
-    return SiglipVisionModel(vcfg)
+    tower = SiglipVisionModel(vcfg)
+    if cfg.preset == "tiny" and cfg.position_init_std is not None:
+        nn.init.normal_(tower.embeddings.position_embedding.weight, std=cfg.position_init_std)
+    return tower
 
 
 class Projector(nn.Module):

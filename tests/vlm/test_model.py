@@ -124,3 +124,18 @@ def test_batched_generation_equals_one_by_one(tiny_vlm, tiny_tokenizer, images):
     alone = [generate(model, tiny_tokenizer, enc, cache, [s], max_new_tokens=6)[0] for s in samples]
     assert together == alone and all(isinstance(t, str) for t in together)
     assert np.mean([len(t) for t in together]) > 0
+
+
+def test_tiny_tower_position_init_std_is_applied():
+    from infir.vlm.config import VisionConfig
+    from infir.vlm.model import build_vision_tower
+
+    torch.manual_seed(0)
+    small = dict(preset="tiny", image_size=32, patch_size=8, hidden_size=64, num_layers=1, num_heads=4,
+                 intermediate_size=64)
+    def position_table(**extra):
+        return build_vision_tower(VisionConfig(**small, **extra)).embeddings.position_embedding.weight.detach()
+
+    default, wide = position_table(), position_table(position_init_std=1.0)
+    assert abs(float(wide.std()) - 1.0) < 0.1
+    assert float(default.std()) < 0.5
