@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -170,3 +171,22 @@ def test_fallback_guard_still_blocks_the_obvious(tmp_path):
                       isolation="fallback")
     assert (write.status, kill.status, loop.status, net.status) == ("failed", "failed", "timeout", "failed")
     assert write.isolation == "fallback" and victim.read_text() == "precious"
+
+
+@NS
+def test_interpreter_living_under_tmp_keeps_namespaces() -> None:
+    """Regression: a checkout (and its venv) under /tmp was hidden by the sandbox's own /tmp tmpfs,
+    so the probe failed and the sandbox silently fell back to the weak mode."""
+    import site
+    import tempfile
+
+    venv = Path(tempfile.mkdtemp(prefix="infir-venv-", dir="/tmp"))
+    venv.chmod(0o755)  # the sandboxed program runs as an unprivileged uid: it must reach the interpreter
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    purelib = next(venv.glob("lib/python*/site-packages"))
+    repo = Path(__file__).resolve().parents[1]
+    (purelib / "outer.pth").write_text("\n".join([str(repo), *site.getsitepackages()]) + "\n")
+    code = "from infir.eval.sandbox import isolation_mode; print(isolation_mode())"
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=120)
+    shutil.rmtree(venv, ignore_errors=True)
+    assert out.stdout.strip() == "namespaces", out.stderr[-2000:]

@@ -54,6 +54,10 @@ def bind_readonly(src: str, dst: str) -> None:
 def build_root(root: str, spec: dict) -> None:
     """Mount a tmpfs at `root` and fill it: read-only binds, /dev, /tmp and the working dir."""
     mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    tmpfs_size = f"size={spec['tmpfs_mb']}m"
+    # /tmp first: an interpreter or venv that lives under /tmp is bound inside it, not hidden by it.
+    os.makedirs(root + "/tmp", exist_ok=True)
+    mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"{tmpfs_size},mode=1777")
     for path in spec["binds"]:
         dst = root + path
         if os.path.islink(path):
@@ -71,10 +75,8 @@ def build_root(root: str, spec: dict) -> None:
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{root}/dev/{name}")
-    tmpfs_size = f"size={spec['tmpfs_mb']}m"
-    for sub in ("/dev/shm", "/tmp"):
-        os.makedirs(root + sub, exist_ok=True)
-        mount("tmpfs", root + sub, "tmpfs", MS_NOSUID | MS_NODEV, f"{tmpfs_size},mode=1777")
+    os.makedirs(root + "/dev/shm", exist_ok=True)
+    mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"{tmpfs_size},mode=1777")
     os.makedirs(root + "/sandbox", exist_ok=True)
     mount("tmpfs", root + "/sandbox", "tmpfs", MS_NOSUID | MS_NODEV, f"{tmpfs_size},mode=700")
     with open(spec["program"], "rb") as src, open(root + "/sandbox/program.py", "wb") as dst:
