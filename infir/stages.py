@@ -205,13 +205,19 @@ def run_anneal_stage(ctx: StageContext) -> dict[str, Any]:
 
 def _sft_records(ctx: StageContext) -> Path | None:
     """SFT data: the embedded math problems as chats (and the real SFT seeds with --data-dir)."""
+    from infir.eval.tasks.gsm8k import CHAT_INSTRUCTION
+
     path = ctx.stage_dir("sft") / "data" / "math_chats.jsonl"
     rows = []
     source = ctx.stage_dir("corpus") / "math_train.jsonl"
     for line in source.read_text().splitlines() if source.exists() else []:
         ex = json.loads(line)
-        rows.append({"messages": [{"role": "user", "content": ex["question"]},
-                                  {"role": "assistant", "content": ex["answer"]}], "domain": "math"})
+        # The same instruction the chat-mode GSM8K eval uses; the answer keeps its "#### N" line and
+        # also states it in the \boxed{} form that instruction asks for.
+        final = ex["answer"].rsplit("####", 1)[-1].strip()
+        rows.append({"messages": [{"role": "user", "content": f"{CHAT_INSTRUCTION}\n\n{ex['question']}"},
+                                  {"role": "assistant", "content": f"{ex['answer']}\nThe answer is \\boxed{{{final}}}."}],
+                     "domain": "math"})
     if not rows:
         return None
     write_jsonl(path, rows)
