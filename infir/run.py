@@ -3,9 +3,9 @@
 - Each stage gets its own folder and records itself in `manifest.json` when it finishes.
 - Rerunning skips finished stages whose configuration (and that of every stage before them) is
   unchanged; a changed stage reruns together with everything after it.
-- A stage killed midway has no "done" entry, so the next run calls it again on the same folder: the
+- A stage killed midway is left "running", so the next run calls it again on the same folder: the
   stage picks up its own partial work (training checkpoints, per-shard markers) or rewrites its
-  atomic outputs.
+  atomic outputs. If its configuration changed meanwhile, the partial work is discarded first.
 - `--from STAGE` forgets that stage and the ones after it, then runs them again.
 """
 
@@ -122,6 +122,8 @@ def run_recipe(recipe_path: str | Path, runs_dir: str | Path = "runs", from_stag
         resumed = ctx.stage_dir(spec.name).exists()
         log.info(f"[{spec.name}] {'resuming' if resumed else 'starting'} → {ctx.stage_dir(spec.name)}")
         ctx.stage_dir(spec.name).mkdir(parents=True, exist_ok=True)
+        # A "running" entry lets a later run tell whether partial work was made with this configuration.
+        manifest.record(spec.name, {"status": "running", "config_hash": stage_hash})
         t0 = time.time()
         summary = spec.run(ctx)
         seconds = time.time() - t0

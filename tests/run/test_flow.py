@@ -123,7 +123,7 @@ def test_run_killed_mid_pretrain_resumes_from_its_checkpoint(tmp_path) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     manifest = read_json(tmp_path / "runs" / "killed" / "manifest.json")
-    assert "pretrain" not in manifest["stages"], "the kill must land inside the pretrain stage"
+    assert manifest["stages"]["pretrain"]["status"] == "running", "the kill must land inside the pretrain stage"
     done = _infir("run", str(path), "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     entry = read_json(tmp_path / "runs" / "killed" / "manifest.json")["stages"]["pretrain"]
@@ -132,3 +132,19 @@ def test_run_killed_mid_pretrain_resumes_from_its_checkpoint(tmp_path) -> None:
              if '"loss"' in line]
     assert steps[-1] == 40
     assert "resuming" in done.stderr
+
+
+def test_partial_stage_with_changed_config_is_discarded_not_resumed(tmp_path) -> None:
+    from infir.run import run_recipe
+    from infir.utils.io import atomic_write_json
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "partial", "corpus": SMALL_RECIPE["corpus"]}))
+    run = tmp_path / "runs" / "partial"
+    (run / "corpus").mkdir(parents=True)
+    (run / "corpus" / "stale.txt").write_text("left by a run with another configuration")
+    atomic_write_json(run / "manifest.json", {"stages": {"corpus": {"status": "running", "config_hash": "old"}}})
+    run_recipe(recipe, runs_dir=tmp_path / "runs")
+    entry = read_json(run / "manifest.json")["stages"]["corpus"]
+    assert entry["status"] == "done" and entry["resumed"] is False
+    assert not (run / "corpus" / "stale.txt").exists()
