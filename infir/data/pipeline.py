@@ -30,6 +30,17 @@ log = get_logger(__name__)
 WORK = ".work"
 
 
+def _apply_steps(record: Record, steps: list, funnel: S.Funnel, kept: list[dict], rejects: list[dict]) -> None:
+    """Run the filter steps in order; the first that objects rejects the record with its reason."""
+    for step in steps:
+        reason = step.check(record)
+        funnel.record(step.name, reason)
+        if reason:
+            rejects.append(_reject_row(record, step.name, reason))
+            return
+    kept.append(record.to_json())
+
+
 def _reject_row(rec: Record, step: str, reason: str) -> dict:
     return {**rec.to_json(), "step": step, "reason": reason}
 
@@ -63,14 +74,7 @@ def _phase1(
             funnel.record("read", None)
             if "domain" not in item.metadata:
                 item.metadata["domain"] = "code" if item.metadata.get("language_code") else cfg.default_domain
-            for step in steps:
-                reason = step.check(item)
-                funnel.record(step.name, reason)
-                if reason:
-                    rejects.append(_reject_row(item, step.name, reason))
-                    break
-            else:
-                kept.append(item.to_json())
+            _apply_steps(item, steps, funnel, kept, rejects)
     write_jsonl(out / f"{name}.kept.jsonl.gz", kept)
     write_jsonl(out / f"{name}.rejects.jsonl.gz", rejects)
     if cfg.minhash.enabled:
@@ -144,14 +148,7 @@ def _phase3(
                     }
                 )
                 continue
-        for step in steps:
-            reason = step.check(rec)
-            funnel.record(step.name, reason)
-            if reason:
-                rejects.append(_reject_row(rec, step.name, reason))
-                break
-        else:
-            kept.append(rec.to_json())
+        _apply_steps(rec, steps, funnel, kept, rejects)
     if cfg.output_format == "parquet":
         _write_parquet(out / f"{name}.parquet", kept)
     else:
