@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real data lives, and a few threads only (2-core machines)."""
+"""Shared fixtures: where the real data lives; one torch thread for every test (2-core machines)."""
 
 from __future__ import annotations
 

@@ -44,11 +44,3 @@ def make_tiny_model_dir(out: Path, seed: int = 0) -> Path:
 def tiny_model_dir(tmp_path_factory) -> Path:
     return make_tiny_model_dir(tmp_path_factory.mktemp("eval") / "tiny-llama")
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One thread: on a shared 2-core machine a second OpenMP thread mostly spins (10-30x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

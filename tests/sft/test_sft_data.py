@@ -27,14 +27,6 @@ WORDS = "the cat sat on a mat and two dogs ran to the park while one bird sang t
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two threads on a shared 2-core machine spin against other processes: one is many times faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def tiny_tok():

@@ -22,15 +22,6 @@ from infir.sft.formats import read_conversations
 from infir.sft.train import run_sft
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two threads on a shared 2-core machine spin against other processes: one is many times faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory, shared_data):
     seeds = read_conversations(shared_data / "sft/self_instruct_seed/seed_tasks.jsonl").conversations
