@@ -44,9 +44,10 @@ def sample_next(
 class InfirGenerator(LocalGenerator):
     """Generation for infir Llama models.
 
-    decode: "dynamic" (the model's own KV-cache forward; best on CPU), "static" (fixed-shape decode
+    decode: "auto" (cuda_graph on a CUDA device, else dynamic), "dynamic" (the model's own KV-cache
+    forward; best on CPU), "static" (fixed-shape decode
     step, eager; a reference for the next one), or "cuda_graph" (the static step captured as a CUDA
-    graph per batch; CUDA only, not yet measured on a GPU).
+    graph per batch size; CUDA only; 4.95x HF generate on an H100, bench/RESULTS.md).
     """
 
     def __init__(
@@ -55,11 +56,14 @@ class InfirGenerator(LocalGenerator):
         tokenizer: Any,
         eos_ids: set[int] | None = None,
         batch_size: int = 16,
-        decode: str = "dynamic",
+        decode: str = "auto",
     ) -> None:
-        if decode not in ("dynamic", "static", "cuda_graph"):
-            raise ValueError(f"decode must be dynamic, static or cuda_graph, got {decode!r}")
-        if decode == "cuda_graph" and model.lm_head.weight.device.type != "cuda":
+        if decode not in ("auto", "dynamic", "static", "cuda_graph"):
+            raise ValueError(f"decode must be auto, dynamic, static or cuda_graph, got {decode!r}")
+        on_cuda = next(model.parameters()).device.type == "cuda"  # lm_head may be a quantized module
+        if decode == "auto":
+            decode = "cuda_graph" if on_cuda else "dynamic"
+        if decode == "cuda_graph" and not on_cuda:
             raise ValueError("decode='cuda_graph' needs the model on a CUDA device")
         self.decode = decode
         self.model = model.eval()
@@ -77,7 +81,7 @@ class InfirGenerator(LocalGenerator):
         device: str | None = None,
         batch_size: int = 16,
         dtype: torch.dtype | None = None,
-        decode: str = "dynamic",
+        decode: str = "auto",
     ) -> InfirGenerator:
         from infir.model.hf_io import load_model
         from infir.model.tokenizer import load_tokenizer
@@ -115,6 +119,19 @@ class InfirGenerator(LocalGenerator):
             for i, completion in zip(idx, batch, strict=False):
                 results[i] = completion
         return [r for r in results if r is not None]
+
+    def _compact(self, live: int, rows: int) -> bool:
+        """Whether to drop finished rows from the batch now.
+
+        Dynamic decoding drops them at once (each step then computes fewer rows). A CUDA graph must be
+        captured again for every new batch size, which costs more than a decode step, so with graphs
+        finished rows ride along (a decode step costs about the same for any small batch: it reads the
+        weights) until at most half the rows are live: at most log2(batch) captures per batch. The
+        eager static step follows the graphed policy, so CPU tests check it.
+        """
+        if live == rows:
+            return False
+        return self.decode == "dynamic" or live <= rows // 2
 
     def _fit(self, ids: list[int], max_new_tokens: int) -> list[int]:
         """Cut a prompt from the left so prompt + generation fit the context (lm-eval does the same)."""
@@ -177,11 +194,17 @@ class InfirGenerator(LocalGenerator):
             :, -1
         ]
         next_pos = positions[:, -1:] + 1
-        live = list(range(b))  # batch rows still decoding, in cache-row order
-        stepper: Any = None  # the static/graphed decode step for the current live rows
+        rows = list(range(b))  # batch row held by each cache row
+        live = list(range(b))  # cache rows still decoding
+        stepper: Any = None  # the static/graphed decode step for the current cache rows
         for step in range(steps):
-            next_ids = sample_next(logits, [params[r] for r in live], [generators[r] for r in live]).tolist()
-            for r, token in zip(live, next_ids, strict=True):
+            next_ids = sample_next(
+                logits[live] if len(live) < len(rows) else logits,
+                [params[rows[j]] for j in live],
+                [generators[rows[j]] for j in live],
+            ).tolist()
+            for j, token in zip(live, next_ids, strict=True):
+                r = rows[j]
                 if token in self.eos_ids:
                     finish[r] = "stop"
                     continue
@@ -194,18 +217,21 @@ class InfirGenerator(LocalGenerator):
                     finish[r], cut_at[r] = "stop", stop_at
                 elif len(tokens[r]) >= budgets[r]:
                     finish[r] = "length"
-            keep = [j for j, r in enumerate(live) if finish[r] is None]
-            if not keep or step == steps - 1:
+            step_tokens = torch.zeros(len(rows), dtype=torch.long, device=device)  # finished rows: ignored
+            step_tokens[live] = torch.tensor(next_ids, dtype=torch.long, device=device)
+            live = [j for j in live if finish[rows[j]] is None]
+            if not live or step == steps - 1:
                 break
-            if len(keep) < len(live):  # drop finished rows: later steps only compute live ones
-                sel = torch.tensor(keep, device=device)
+            if self._compact(len(live), len(rows)):  # drop finished rows: later steps compute live ones only
+                sel = torch.tensor(live, device=device)
                 cache.k = [k.index_select(0, sel) for k in cache.k]
                 cache.v = [v.index_select(0, sel) for v in cache.v]
                 cache.valid = cache.valid.index_select(0, sel)
                 mask, next_pos = mask.index_select(0, sel), next_pos.index_select(0, sel)
-                live, next_ids = [live[j] for j in keep], [next_ids[j] for j in keep]
+                step_tokens = step_tokens.index_select(0, sel)
+                rows, live = [rows[j] for j in live], list(range(len(live)))
                 stepper = None  # new cache tensors: capture again
-            step_ids = torch.tensor(next_ids, dtype=torch.long, device=device)[:, None]
+            step_ids = step_tokens[:, None]
             if self.decode == "dynamic":
                 logits = self.model(
                     step_ids,
@@ -216,7 +242,7 @@ class InfirGenerator(LocalGenerator):
             else:
                 if stepper is None:
                     stepper = (
-                        GraphedDecodeStep(self.model, cache, len(live))
+                        GraphedDecodeStep(self.model, cache, len(rows))
                         if self.decode == "cuda_graph"
                         else StaticDecodeStep(self.model, cache)
                     )

@@ -12,6 +12,44 @@ import torch
 IGNORE_INDEX = -100
 
 
+def _chunk_loss_and_grads(
+    h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, z_loss: float, need_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """One chunk: (ce_sum, z_sum, d loss/d h, d loss/d w) for hidden h [n, d] and weight w [V, d].
+
+    Log-sum-exp and softmax run in fp32; the gradient of the logits goes back to h's dtype.
+    """
+    valid = y != IGNORE_INDEX  # (no early exit on all-ignored chunks: it would sync the GPU)
+    logits = h @ w.t()
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    lse = torch.logsumexp(logits, dim=-1)
+    target = logits.gather(1, y.clamp(min=0)[:, None]).squeeze(1)
+    ce = torch.where(valid, lse - target, 0.0).sum()
+    zl = torch.where(valid, z_loss * lse.square(), 0.0).sum()
+    if not need_grad:
+        return ce, zl, None, None
+    # d/dlogits of (lse - logit_y + z * lse^2) = softmax * (1 + 2 z lse) - onehot(y)
+    onehot = torch.arange(w.shape[0], device=h.device)[None, :] == y[:, None]
+    grad = torch.exp(logits - lse[:, None]) * (1 + 2 * z_loss * lse)[:, None] - onehot.to(logits.dtype)
+    grad = torch.where(valid[:, None], grad, 0.0).to(h.dtype)
+    return ce, zl, grad @ w, grad.t() @ h
+
+
+_compiled_chunk = None
+
+
+def _chunk_fn(device: torch.device):  # noqa: ANN202
+    """On CUDA the chunk is compiled: the fp32 logits, softmax and one-hot are fused into two kernels
+    around the matmuls instead of ~8 passes over [chunk, V] fp32 tensors (measured on an H100 in
+    bench/RESULTS.md). On CPU it runs eagerly (tests, tiny models)."""
+    global _compiled_chunk
+    if device.type != "cuda":
+        return _chunk_loss_and_grads
+    if _compiled_chunk is None:
+        _compiled_chunk = torch.compile(_chunk_loss_and_grads)  # a new length makes the shape dynamic
+    return _compiled_chunk
+
+
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, z_loss: float,  # noqa: ANN001
@@ -24,26 +62,15 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         grad_weight = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_grad else None
         total = torch.zeros((), dtype=acc, device=hidden.device)
         ce_total = torch.zeros((), dtype=acc, device=hidden.device)
+        chunk = _chunk_fn(hidden.device)
         for start in range(0, n, chunk_size):
             h = hidden[start : start + chunk_size].to(compute_dtype)
-            y = labels[start : start + chunk_size]
-            valid = y != IGNORE_INDEX  # (no early exit on all-ignored chunks: it would sync the GPU)
-            logits = h @ w.t()
-            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-            lse = torch.logsumexp(logits, dim=-1)
-            target = logits.gather(1, y.clamp(min=0)[:, None]).squeeze(1)
-            ce = torch.where(valid, lse - target, 0.0)
-            zl = torch.where(valid, z_loss * lse.square(), 0.0)
-            ce_total += ce.sum()
-            total += ce.sum() + zl.sum()
+            ce, zl, gh, gw = chunk(h, w, labels[start : start + chunk_size], z_loss, need_grad)
+            ce_total += ce
+            total += ce + zl
             if need_grad:
-                # d/dlogits of (lse - logit_y + z * lse^2) = softmax * (1 + 2 z lse) - onehot(y)
-                grad = torch.softmax(logits, dim=-1).mul_((1 + 2 * z_loss * lse)[:, None])
-                grad.scatter_add_(1, y.clamp(min=0)[:, None], torch.full_like(lse, -1.0)[:, None])
-                grad.mul_(valid[:, None])
-                grad = grad.to(compute_dtype)
-                grad_hidden[start : start + chunk_size] = (grad @ w).to(hidden.dtype)
-                grad_weight += (grad.t() @ h).to(acc)
+                grad_hidden[start : start + chunk_size] = gh.to(hidden.dtype)
+                grad_weight += gw.to(acc)
         ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.weight_dtype = weight.dtype
         ctx.mark_non_differentiable(ce_total)

@@ -137,3 +137,16 @@ def test_static_decode_step_matches_dynamic(gen: InfirGenerator) -> None:
     dyn = InfirGenerator(gen.model, gen.tokenizer, eos_ids=eos).generate(PROMPTS, params)
     sta = InfirGenerator(gen.model, gen.tokenizer, eos_ids=eos, decode="static").generate(PROMPTS, params)
     assert [c.token_ids for c in sta] == [c.token_ids for c in dyn]
+
+
+def test_static_decode_keeps_finished_rows_until_half_are_done(gen: InfirGenerator) -> None:
+    """Rows finishing one by one: the static/graphed step lets finished rows ride along (fewer graph
+    captures) and compacts at half; outputs equal the dynamic path's, which compacts at once."""
+    prompts = PROMPTS * 2
+    budgets = [SamplingParams(max_new_tokens=2 + 2 * i) for i in range(len(prompts))]
+    static = InfirGenerator(gen.model, gen.tokenizer, eos_ids=set(), decode="static", batch_size=8)
+    dynamic = InfirGenerator(gen.model, gen.tokenizer, eos_ids=set(), decode="dynamic", batch_size=8)
+    s, d = static.generate(prompts, budgets), dynamic.generate(prompts, budgets)
+    assert [c.token_ids for c in s] == [c.token_ids for c in d]
+    assert [len(c.token_ids) for c in s] == [2 + 2 * i for i in range(len(prompts))]
+    assert static._compact(5, 8) is False and static._compact(4, 8) is True and dynamic._compact(7, 8) is True

@@ -125,3 +125,14 @@ def test_real_screenspot_annotations(shared_data):
     centre = score_grounding(records, [tool_call("click", point=[500, 500])] * len(records))
     assert centre["accuracy"] < 0.5
     assert set(centre["by_group"]) == {"mobile", "web", "mobile_icon", "mobile_text", "web_icon", "web_text"}
+
+
+def test_paper_scale_screens_with_more_elements_than_colours_and_words():
+    """Regression: recipes/infir-vl.yaml (8 x 8 grid, up to 16 elements) crashed once words and colours ran out."""
+    rng = random.Random(0)
+    for _ in range(30):
+        screen = random_screen(rng, grid=8, min_elements=16, max_elements=16, render_width=256)
+        labels = [e.label for e in screen.elements]
+        assert len(labels) == 16 and len(set(labels)) == 16
+    with pytest.raises(ValueError, match="at most"):
+        random_screen(rng, grid=8, min_elements=40, max_elements=40)

@@ -90,7 +90,11 @@ def random_screen(rng: random.Random, grid: int = 4, min_elements: int = 3, max_
     image = Image.new("RGB", (width, height), rng.choice(PALETTES[platform]))
     draw = ImageDraw.Draw(image)
     screen = Screen(platform, width, height, image=image)
-    cells = rng.sample(range(grid * grid), rng.randint(min_elements, min(max_elements, grid * grid)))
+    most = len(WORDS) + len(COLORS) * len(SHAPES)  # distinct labels: every instruction has one answer
+    if min(min_elements, grid * grid) > most:
+        raise ValueError(f"a screen holds at most {most} distinctly labelled elements, got min_elements={min_elements}")
+    upper = min(max_elements, grid * grid, most)
+    cells = rng.sample(range(grid * grid), rng.randint(min(min_elements, upper), upper))
     words = rng.sample(WORDS, min(len(WORDS), len(cells)))
     free_colors = list(COLORS)
     rng.shuffle(free_colors)
@@ -107,8 +111,13 @@ def random_screen(rng: random.Random, grid: int = 4, min_elements: int = 3, max_
             _draw_button(draw, box_px, word, rng)
             kind, label = "text", word
         else:
-            # Each colour once per screen, so "the red circle" never has two answers.
-            color, shape = free_colors.pop(), rng.choice(SHAPES)
+            # Each colour once per screen while colours last; then (more elements than colours and
+            # words) a used colour with a shape not yet on the screen. Icon labels stay unique.
+            if free_colors:
+                color, shape = free_colors.pop(), rng.choice(SHAPES)
+            else:
+                taken = {e.label for e in screen.elements}
+                color, shape = rng.choice([(c, sh) for c in COLORS for sh in SHAPES if f"{c} {sh}" not in taken])
             side = min(box_px[2] - box_px[0], box_px[3] - box_px[1])
             box_px = (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
             _draw_icon(draw, box_px, COLORS[color], shape)
