@@ -16,7 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 TuneType = Literal["frozen", "full"]
-DataKind = Literal["caption", "ocr", "grounding", "trajectory", "llava"]
+# grounding_single: grounding on one-element screens (SynthConfig.single_element_screens), an easy first step
+DataKind = Literal["caption", "ocr", "grounding", "grounding_single", "trajectory", "llava"]
 
 
 class VisionConfig(BaseModel):
@@ -89,6 +90,7 @@ class SynthConfig(BaseModel):
     train_screens: int = 20_000  # screens rendered for training (captions, grounding, trajectories)
     ocr_images: int = 20_000  # rendered-text images (OCR / QA)
     eval_screens: int = 200  # held-out screens for the grounding and step-accuracy evaluation
+    single_element_screens: int = 0  # one-element screens for the "grounding_single" pool (curricula)
     seed: int = 0
 
 

@@ -62,6 +62,10 @@ def build_data(cfg: VLMConfig, out: Path) -> dict[str, Any]:
     train_screens = make_screens(s.train_screens, out / "images", s.seed, "screen", **layout)
     eval_screens = make_screens(s.eval_screens, out / "images", s.seed + 1_000_003, "heldout", **layout)
     pools = gui_sample_pool(train_screens, rng, "train")
+    if s.single_element_screens:
+        single = make_screens(s.single_element_screens, out / "images", s.seed + 2_000_003, "single",
+                              **{**layout, "min_elements": 1, "max_elements": 1})
+        pools["grounding_single"] = gui_sample_pool(single, rng, "single")["grounding"]
     pools["ocr"] = text_rendering_samples(rng, s.ocr_images, out / "images", "ocr")
     pools["llava"], quarantine = [], []
     for path in cfg.llava_json:

@@ -136,3 +136,15 @@ def test_paper_scale_screens_with_more_elements_than_colours_and_words():
         assert len(labels) == 16 and len(set(labels)) == 16
     with pytest.raises(ValueError, match="at most"):
         random_screen(rng, grid=8, min_elements=40, max_elements=40)
+
+
+def test_single_element_pool_for_curricula(tmp_path):
+    from infir.vlm.config import VLMConfig
+    from infir.vlm.pipeline import build_data
+
+    cfg = VLMConfig.model_validate({"synth": {"train_screens": 4, "ocr_images": 2, "eval_screens": 2,
+                                              "render_width": 96, "single_element_screens": 5}})
+    summary = build_data(cfg, tmp_path / "data")
+    assert summary["counts"]["grounding_single"] == 5
+    single = json.loads((tmp_path / "data" / "grounding_single.json").read_text())
+    assert len({s["image"] for s in single}) == 5  # one element, so one sample per screen
