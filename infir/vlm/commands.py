@@ -29,7 +29,8 @@ def train_command(
     lm: Path | None = typer.Option(None, "--lm", help="LM folder (infir / HF Llama with tokenizer). "
                                    "Absent: a random tiny LM is made (toy runs only)."),
     output: Path = typer.Option(Path("runs/vlm"), "--output", "-o", help="Run folder (resumes by stage)."),
-    lm_preset: str = typer.Option("micro", help="Preset of the random LM when --lm is absent."),
+    lm_preset: str | None = typer.Option(None, help="Preset of the random LM when --lm is absent "
+                                         "(default: the config's toy_lm.preset)."),
 ) -> None:
     """Build the data, train the three curriculum stages, evaluate grounding, save the model."""
     from infir.vlm.config import load_vlm_config
@@ -41,7 +42,10 @@ def train_command(
         lm = output / "lm-init"
         if not (lm / "config.json").exists():
             build_data(cfg, output / "data")
-            make_tiny_lm(lm, sample_texts(output / "data"), preset=lm_preset, seed=cfg.seed)
+            toy = cfg.toy_lm
+            depth = {"num_hidden_layers": toy.num_hidden_layers} if toy.num_hidden_layers else {}
+            make_tiny_lm(lm, sample_texts(output / "data"), preset=lm_preset or toy.preset, seed=cfg.seed,
+                         vocab_size=toy.vocab_size, init_std=toy.init_std, **depth)
     metrics = run_vlm(cfg, lm, output)
     g = metrics["synthetic_grounding"]
     typer.echo(f"held-out synthetic grounding accuracy {g['accuracy']:.3f} "

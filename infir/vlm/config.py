@@ -103,6 +103,16 @@ class EvalConfig(BaseModel):
     batch_size: int = 32
 
 
+class ToyLMConfig(BaseModel):
+    """The random LM made when no LM folder is given (toy CPU runs; real runs start from a pretrained InfiR LM)."""
+
+    model_config = ConfigDict(extra="forbid")
+    preset: Literal["micro", "tiny"] = "micro"
+    num_hidden_layers: int | None = None  # overrides the preset's depth
+    init_std: float = 0.15  # see infir.vlm.tiny.make_tiny_lm
+    vocab_size: int = 512
+
+
 class VLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     vision: VisionConfig = Field(default_factory=VisionConfig)
@@ -113,6 +123,7 @@ class VLMConfig(BaseModel):
     synth: SynthConfig = Field(default_factory=SynthConfig)
     stages: list[StageConfig] = Field(default_factory=lambda: paper_stages())
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    toy_lm: ToyLMConfig = Field(default_factory=ToyLMConfig)
     image_cache_size: int = 4096  # preprocessed images kept in memory (uint8)
     device: str = "auto"
     dtype: Literal["float32", "bfloat16"] = "bfloat16"

@@ -139,3 +139,32 @@ def test_tiny_tower_position_init_std_is_applied():
     default, wide = position_table(), position_table(position_init_std=1.0)
     assert abs(float(wide.std()) - 1.0) < 0.1
     assert float(default.std()) < 0.5
+
+
+@pytest.mark.parametrize("layout", ["full_siglip", "vision_only"])
+def test_vision_tower_loads_local_siglip_weights(tmp_path, layout):
+    """vision.path takes a full SigLIP folder (like google/siglip-so400m-patch14-384) or a vision-only one;
+    the loaded tower computes what the saved one does (so no weight was left at its random init)."""
+    from transformers import SiglipConfig, SiglipModel, SiglipVisionModel
+
+    from infir.vlm.config import VisionConfig
+    from infir.vlm.model import build_vision_tower
+
+    torch.manual_seed(0)
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "image_size": 32, "patch_size": 16}
+    text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
+            "vocab_size": 100}
+    if layout == "full_siglip":
+        full = SiglipModel(SiglipConfig(text_config=text, vision_config=vision)).eval()
+        saved, reference = full, full.vision_model
+    else:
+        saved = SiglipVisionModel(SiglipConfig(text_config=text, vision_config=vision).vision_config).eval()
+        reference = saved
+    saved.save_pretrained(tmp_path / "siglip")
+    tower = build_vision_tower(VisionConfig(path=tmp_path / "siglip")).eval()
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = reference(pixel_values=pixels).last_hidden_state
+        got = tower(pixel_values=pixels).last_hidden_state
+    assert torch.allclose(got, expected, atol=1e-6)

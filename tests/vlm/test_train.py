@@ -60,7 +60,7 @@ def _micro_config(tmp_path: Path) -> Path:
     doc = yaml.safe_load((REPO / "recipes" / "tiny-vl.yaml").read_text())
     vlm = doc["vlm"]
     vlm["vision"].update(image_size=32, patch_size=16, hidden_size=32, num_layers=1, intermediate_size=64)
-    vlm["synth"].update(train_screens=12, ocr_images=6, eval_screens=3, render_width=64)
+    vlm["synth"].update(train_screens=12, ocr_images=6, eval_screens=3, render_width=64, single_element_screens=4)
     for stage in vlm["stages"]:
         stage.update(num_samples=8, batch_size=4)
     vlm["eval"].update(trajectory_episodes=2, max_new_tokens=24, trajectory_max_new_tokens=24,
@@ -91,6 +91,7 @@ def test_cli_runs_all_three_stages_evaluates_and_resumes(tmp_path):
     assert "step_accuracy" in metrics["synthetic_steps"]
     model, tok = load_vlm(out / "model")
     assert model.num_image_tokens == 4
+    assert len(model.lm.model.layers) == cfg.toy_lm.num_hidden_layers == 4  # the recipe's toy LM depth
     # Resume: a rerun finds every stage done and retrains nothing.
     stamps = {p: p.stat().st_mtime_ns for p in (out / "stages").glob("*/projector.safetensors")}
     result = runner.invoke(app, ["vlm", "train", str(cfg_path), "--output", str(out)])
