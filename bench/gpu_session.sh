@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU session's work in one call: the CUDA-path tests, then the generation and training
 # benchmarks. Logs go to $OUT (the device tool brings them back). Usage on the GPU machine:
-#   bash bench/gpu_session.sh [tests|generation|train|vlm|train-mb8 ...]   (default: the first three)
+#   bash bench/gpu_session.sh [tests|generation|train|vlm ...]   (default: the first three)
 # Python packages the GPU image lacks travel as wheels in .whl/ (see bench/RESULTS.md).
 set -u
 OUT=${OUT:-/tmp/infir_gpu}
@@ -23,15 +23,12 @@ step() {  # step NAME SECONDS CMD...: run with a time limit, keep the log, show 
   tail -n "${TAIL:-12}" "$OUT/$name.log"
 }
 
-for what in "${@:-tests generation train}"; do
-  for w in $what; do
-    case $w in
-      tests) step gpu_tests 180 python3 -m pytest tests/gpu -q -x -p no:cacheprovider ;;
-      generation) step generation 150 python3 bench/generation.py ;;
-      train) step train 480 python3 bench/train_throughput.py --micro-batch ${MICRO:-4,6,8} --steps 15 --match-steps 50 ;;
-      vlm) step vlm_paper_scale 360 python3 bench/vlm_paper_scale.py ;;
-      train-mb8) step train_mb8 200 python3 bench/train_throughput.py --micro-batch 8 --steps 10 --skip-hf ;;
-      *) echo "unknown step $w" ;;
-    esac
-  done
+for w in ${*:-tests generation train}; do  # "a b" or a b: word splitting is wanted here
+  case $w in
+    tests) step gpu_tests 180 python3 -m pytest tests/gpu -q -x -p no:cacheprovider ;;
+    generation) step generation 150 python3 bench/generation.py ;;
+    train) step train 480 python3 bench/train_throughput.py --micro-batch "${MICRO:-4,6,8}" --steps 15 --match-steps 50 ;;
+    vlm) step vlm_paper_scale 360 python3 bench/vlm_paper_scale.py ;;
+    *) echo "unknown step $w" ;;
+  esac
 done
