@@ -45,7 +45,8 @@ def train_command(
             toy = cfg.toy_lm
             depth = {"num_hidden_layers": toy.num_hidden_layers} if toy.num_hidden_layers else {}
             make_tiny_lm(lm, sample_texts(output / "data"), preset=lm_preset or toy.preset, seed=cfg.seed,
-                         vocab_size=toy.vocab_size, init_std=toy.init_std, **depth)
+                         vocab_size=toy.vocab_size, init_std=toy.init_std,
+                         text_warmup_steps=toy.text_warmup_steps, **depth)
     metrics = run_vlm(cfg, lm, output)
     g = metrics["synthetic_grounding"]
     typer.echo(f"held-out synthetic grounding accuracy {g['accuracy']:.3f} "

@@ -16,8 +16,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 TuneType = Literal["frozen", "full"]
-# grounding_single: grounding on one-element screens (SynthConfig.single_element_screens), an easy first step
-DataKind = Literal["caption", "ocr", "grounding", "grounding_single", "trajectory", "llava"]
+# grounding_single: grounding on one-element screens (SynthConfig.single_element_screens), an easy first step;
+# referring: the inverse of grounding (a point in, the element's name out)
+DataKind = Literal["caption", "ocr", "grounding", "grounding_single", "referring", "trajectory", "llava"]
 
 
 class VisionConfig(BaseModel):
@@ -65,6 +66,7 @@ class StageConfig(BaseModel):
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     max_length: int = 4096
+    eval_every: int = 0  # optimizer steps between held-out grounding checks during the stage (0 = none)
 
 
 class CleanConfig(BaseModel):
@@ -111,6 +113,7 @@ class ToyLMConfig(BaseModel):
     num_hidden_layers: int | None = None  # overrides the preset's depth
     init_std: float = 0.15  # see infir.vlm.tiny.make_tiny_lm
     vocab_size: int = 512
+    text_warmup_steps: int = 0  # next-token steps on the VLM texts before stage 1 (see warm_up_on_texts)
 
 
 class VLMConfig(BaseModel):

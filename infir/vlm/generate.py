@@ -6,9 +6,12 @@ from typing import Any
 
 import torch
 
+from infir.utils.log import get_logger
 from infir.vlm.dataset import ImageCache
 from infir.vlm.model import VisionLanguageModel
 from infir.vlm.processor import ConversationEncoder, collate_prompts, sample_images
+
+log = get_logger(__name__)
 
 
 @torch.no_grad()
@@ -20,6 +23,7 @@ def generate(model: VisionLanguageModel, tokenizer: Any, encoder: ConversationEn
     stop_ids = {encoder.eot_id, tokenizer.convert_tokens_to_ids("<|end_of_text|>")}
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else encoder.eot_id
     outputs: list[str] = []
+    cut = 0
     for i in range(0, len(samples), batch_size):
         chunk = samples[i : i + batch_size]
         prompts = [encoder.encode(s, add_generation_prompt=True)["input_ids"] for s in chunk]
@@ -46,5 +50,11 @@ def generate(model: VisionLanguageModel, tokenizer: Any, encoder: ConversationEn
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             logits = model.lm(token[:, None], position_ids=next_pos[:, None], kv_cache=kv, attention_mask=mask)
             next_pos = next_pos + 1
+        ends = torch.tensor(sorted(stop_ids), device=device)
+        done |= torch.isin(logits[:, -1].argmax(-1), ends)  # the token after the last one kept would end it
+        cut += int((~done).sum())
         outputs += [tokenizer.decode(g, skip_special_tokens=True) for g in generated]
+    if cut:
+        log.warning("%d of %d completions reached max_new_tokens=%d before an end token: answers may be cut off "
+                    "(raise eval.max_new_tokens)", cut, len(samples), max_new_tokens)
     return outputs

@@ -1,11 +1,12 @@
 """The InfiR-VL stage of a recipe: data -> three curriculum stages -> grounding / step evaluation.
 
-`run_vlm(cfg, lm_dir, output)` is what `infir run` calls. Output folder:
+`run_vlm(cfg, lm_dir, output)` is what `infir vlm train` calls (not yet a stage of `infir run`). Output folder:
 
     data/            rendered images, samples per kind (LLaVA JSON), quarantine, cleaning report
     stages/<name>/   the model after each stage (resume: a finished stage is loaded, not retrained)
     model/           the final InfiR-VL folder (see infir.vlm.model)
-    metrics.json     per-stage training summaries and evaluation numbers
+    metrics.json     per-stage training summaries (loss curve, held-out checks) and evaluation numbers
+    training.png     loss per stage and the held-out grounding checks (stages with eval_every)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from infir.vlm.data.gui_samples import (
     grounding_eval_records,
     gui_sample_pool,
     make_screens,
+    referring_samples,
     trajectory_samples,
 )
 from infir.vlm.data.llava import load_llava
@@ -62,6 +65,9 @@ def build_data(cfg: VLMConfig, out: Path) -> dict[str, Any]:
     train_screens = make_screens(s.train_screens, out / "images", s.seed, "screen", **layout)
     eval_screens = make_screens(s.eval_screens, out / "images", s.seed + 1_000_003, "heldout", **layout)
     pools = gui_sample_pool(train_screens, rng, "train")
+    if any("referring" in stage.data for stage in cfg.stages):  # optional kind: built when a stage reads it
+        # its own generator, so the other pools of a seed are the same with or without it
+        pools["referring"] = referring_samples(train_screens, random.Random(s.seed + 3), "train-refer")
     if s.single_element_screens:
         single = make_screens(s.single_element_screens, out / "images", s.seed + 2_000_003, "single",
                               **{**layout, "min_elements": 1, "max_elements": 1})
@@ -115,6 +121,22 @@ def stage_samples(stage: StageConfig, data_dir: Path, rng: random.Random) -> lis
     return out
 
 
+def grounding_scorer(model: VisionLanguageModel, tokenizer: Any, cfg: VLMConfig, data_dir: Path,
+                     device: torch.device, limit: int = 256) -> Callable[[], float]:
+    """A callback giving held-out synthetic grounding accuracy (first `limit` instructions), for eval_every."""
+    records = json.loads((data_dir / "heldout_grounding.json").read_text())[:limit]
+    prompts = [grounding_prompt_sample(r) for r in records]
+    encoder = ConversationEncoder(tokenizer, model.image_token_id, model.num_image_tokens)
+    cache = ImageCache(model.preprocessing, cfg.image_cache_size)
+
+    def score() -> float:
+        texts = generate(model, tokenizer, encoder, cache, prompts, max_new_tokens=cfg.eval.max_new_tokens,
+                         batch_size=cfg.eval.batch_size, device=device)
+        return score_grounding(records, texts)["accuracy"]
+
+    return score
+
+
 def evaluate_vlm(model: VisionLanguageModel, tokenizer: Any, cfg: VLMConfig, data_dir: Path,
                  device: torch.device) -> dict[str, Any]:
     encoder = ConversationEncoder(tokenizer, model.image_token_id, model.num_image_tokens)
@@ -137,6 +159,42 @@ def evaluate_vlm(model: VisionLanguageModel, tokenizer: Any, cfg: VLMConfig, dat
                          max_new_tokens=cfg.eval.max_new_tokens, **kw)
         metrics["screenspot_real"] = score_grounding(real, texts)
     return metrics
+
+
+def plot_training(summaries: list[dict], path: Path) -> Path | None:
+    """Loss per curriculum stage (one line each, steps laid end to end) and the held-out grounding
+    checks (eval_every) on a second axis; None when no stage has a loss curve."""
+    if not any(s.get("loss_curve") for s in summaries):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax2 = None
+    offset = 0
+    for s in summaries:
+        curve = s.get("loss_curve") or []
+        if curve:
+            ax.plot([offset + x for x, _ in curve], [y for _, y in curve], label=f"{s['stage']} loss")
+        if s.get("eval_curve"):
+            ax2 = ax2 or ax.twinx()
+            ax2.plot([offset + x for x, _ in s["eval_curve"]], [y for _, y in s["eval_curve"]], "k.-",
+                     label=f"{s['stage']} held-out grounding")
+        offset += s.get("steps", 0)
+    ax.set_xlabel("optimizer step (stages end to end)")
+    ax.set_ylabel("training loss")
+    ax.set_yscale("log")
+    ax.legend(loc="upper left", fontsize=7)
+    if ax2 is not None:
+        ax2.set_ylabel("held-out grounding accuracy")
+        ax2.set_ylim(0, 1)
+        ax2.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def run_vlm(cfg: VLMConfig, lm_dir: Path, output: Path) -> dict[str, Any]:
@@ -165,7 +223,9 @@ def run_vlm(cfg: VLMConfig, lm_dir: Path, output: Path) -> dict[str, Any]:
         examples, bad = encode_samples(samples, encoder)
         cache = ImageCache(model.preprocessing, cfg.image_cache_size)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else encoder.eot_id
-        summary = train_stage(model, examples, stage, cache, pad_id, device, seed=cfg.seed + i, amp_dtype=amp)
+        scorer = grounding_scorer(model, tokenizer, cfg, output / "data", device) if stage.eval_every else None
+        summary = train_stage(model, examples, stage, cache, pad_id, device, seed=cfg.seed + i, amp_dtype=amp,
+                              evaluate=scorer)
         summary["unencodable"] = len(bad)
         summaries.append(summary)
         save_vlm(model.cpu(), stage_dir, tokenizer, cfg.image_token, extra={"stage_summary": summary})
@@ -178,6 +238,8 @@ def run_vlm(cfg: VLMConfig, lm_dir: Path, output: Path) -> dict[str, Any]:
     metrics.update(evaluate_vlm(model, tokenizer, cfg, output / "data", device))
     metrics["eval_seconds"] = round(time.perf_counter() - t0, 1)
     save_vlm(model.cpu(), output / "model", tokenizer, cfg.image_token)
+    if plot_training(summaries, output / "training.png"):
+        metrics["training_plot"] = "training.png"
     atomic_write_json(output / "metrics.json", metrics)
     g = metrics["synthetic_grounding"]
     log.info("held-out synthetic grounding: accuracy %.3f (random click %.3f, random element %.3f); metrics in %s",

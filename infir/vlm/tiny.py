@@ -34,8 +34,36 @@ def sample_texts(data_dir: Path, limit_per_kind: int = 2000) -> list[str]:
     return texts
 
 
+def warm_up_on_texts(model: Llama, tok, texts: list[str], steps: int, batch_size: int = 32, seq_len: int = 64,
+                     lr: float = 3e-3, seed: int = 0) -> list[float]:
+    """Next-token training on the VLM data's texts alone (no images), as a stand-in for the pretrained LM
+    the real recipe starts from: words used alike (colours, shapes) get related embeddings before any
+    image is seen. Documents are packed into one stream and cut into `seq_len` windows. Returns losses."""
+    eot = tok.convert_tokens_to_ids("<|eot_id|>")
+    stream: list[int] = []
+    for text in texts:
+        stream += [tok.bos_token_id, *tok(text, add_special_tokens=False)["input_ids"], eot]
+    data = torch.tensor(stream[: len(stream) // seq_len * seq_len]).view(-1, seq_len)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    losses = []
+    model.train()
+    for step in range(steps):
+        batch = data[torch.randint(len(data), (batch_size,), generator=gen)]
+        logits = model(batch[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, (step + 1) / 20)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses
+
+
 def make_tiny_lm(out_dir: Path, texts: list[str], preset: str = "micro", vocab_size: int = 512,
-                 seed: int = 0, init_std: float = 0.15, **overrides) -> Path:
+                 seed: int = 0, init_std: float = 0.15, text_warmup_steps: int = 0, **overrides) -> Path:
     """Train a byte-level BPE tokenizer on `texts` and save a random Llama of `preset` size with it.
 
     `init_std` (about 1/sqrt(hidden) for the micro preset, not Llama's 0.02): with 0.02 the random
@@ -49,6 +77,12 @@ def make_tiny_lm(out_dir: Path, texts: list[str], preset: str = "micro", vocab_s
     cfg = dataclasses.replace(PRESETS[preset], vocab_size=len(tok), bos_token_id=tok.bos_token_id,
                               eos_token_id=tok.convert_tokens_to_ids("<|end_of_text|>"),
                               pad_token_id=tok.pad_token_id, **overrides)
-    save_model(Llama(cfg), out_dir, tokenizer=tok)
-    log.info("tiny random LM (%s, vocab %d) written to %s", preset, len(tok), out_dir)
+    model = Llama(cfg)
+    if text_warmup_steps:
+        losses = warm_up_on_texts(model, tok, texts, text_warmup_steps, seed=seed)
+        log.info("toy LM warmed up on the VLM texts: %d steps, loss %.3f -> %.3f", text_warmup_steps,
+                 losses[0], sum(losses[-20:]) / len(losses[-20:]))
+    save_model(model, out_dir, tokenizer=tok)
+    log.info("tiny %s LM (%s, vocab %d) written to %s", "text-warmed" if text_warmup_steps else "random",
+             preset, len(tok), out_dir)
     return Path(out_dir)

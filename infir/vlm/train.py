@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
@@ -56,8 +57,12 @@ def _micro_batches(examples: list[dict], batch_size: int, rng: random.Random, ep
 
 def train_stage(model: VisionLanguageModel, examples: list[dict], stage: StageConfig, cache: ImageCache,
                 pad_id: int, device: torch.device, seed: int = 0, amp_dtype: torch.dtype | None = None,
-                log_every: int = 20) -> dict[str, Any]:
-    """Run one stage in place; returns its summary (steps, trainable counts, losses, seconds)."""
+                log_every: int = 20, evaluate: Callable[[], float] | None = None) -> dict[str, Any]:
+    """Run one stage in place; returns its summary (steps, trainable counts, losses, seconds).
+
+    With `stage.eval_every` and an `evaluate` callback (a held-out score, e.g. grounding accuracy), the
+    score is logged every that many steps and at the end, and kept in the summary as `eval_curve`.
+    """
     trainable = apply_tune_types(model, stage)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -73,6 +78,7 @@ def train_stage(model: VisionLanguageModel, examples: list[dict], stage: StageCo
              {k: f"{v:,}" for k, v in trainable.items()})
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext())
     losses: list[float] = []
+    curve: list[tuple[int, float]] = []
     start = time.perf_counter()
     with progress() as bar:
         task = bar.add_task(stage.name, total=steps)
@@ -97,6 +103,9 @@ def train_stage(model: VisionLanguageModel, examples: list[dict], stage: StageCo
             if (step + 1) % log_every == 0 or step == steps - 1:
                 log.info("stage %s step %d/%d loss %.4f lr %.2e", stage.name, step + 1, steps,
                          sum(losses[-log_every:]) / len(losses[-log_every:]), opt.param_groups[0]["lr"])
+            if evaluate is not None and stage.eval_every and ((step + 1) % stage.eval_every == 0 or step == steps - 1):
+                curve.append((step + 1, _score(model, evaluate)))
+                log.info("stage %s step %d/%d held-out score %.3f", stage.name, step + 1, steps, curve[-1][1])
             bar.advance(task)
     for module in model.components().values():
         module.eval()
@@ -105,5 +114,21 @@ def train_stage(model: VisionLanguageModel, examples: list[dict], stage: StageCo
     seconds = time.perf_counter() - start
     head = losses[: max(1, len(losses) // 10)]
     tail = losses[-max(1, len(losses) // 10):]
+    every = max(1, steps // 200)  # at most ~200 points of the loss curve (means over `every` steps)
+    curve_loss = [(i + every, sum(losses[i : i + every]) / len(losses[i : i + every])) for i in range(0, steps, every)]
     return {"stage": stage.name, "steps": steps, "examples": len(examples), "trainable": trainable,
-            "loss_first": sum(head) / len(head), "loss_last": sum(tail) / len(tail), "seconds": round(seconds, 1)}
+            "loss_first": sum(head) / len(head), "loss_last": sum(tail) / len(tail), "seconds": round(seconds, 1),
+            "loss_curve": curve_loss,
+            **({"eval_curve": curve} if curve else {})}
+
+
+def _score(model: VisionLanguageModel, evaluate: Callable[[], float]) -> float:
+    """Run `evaluate` in eval mode, then put back each component's train/eval mode."""
+    modes = {name: module.training for name, module in model.components().items()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            return float(evaluate())
+    finally:
+        for name, module in model.components().items():
+            module.train(modes[name])

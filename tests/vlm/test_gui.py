@@ -142,9 +142,19 @@ def test_single_element_pool_for_curricula(tmp_path):
     from infir.vlm.config import VLMConfig
     from infir.vlm.pipeline import build_data
 
+    stages = [{"name": "s3", "data": {"grounding": 0.5, "grounding_single": 0.3, "referring": 0.2}}]
     cfg = VLMConfig.model_validate({"synth": {"train_screens": 4, "ocr_images": 2, "eval_screens": 2,
-                                              "render_width": 96, "single_element_screens": 5}})
+                                              "render_width": 96, "single_element_screens": 5}, "stages": stages})
     summary = build_data(cfg, tmp_path / "data")
     assert summary["counts"]["grounding_single"] == 5
     single = json.loads((tmp_path / "data" / "grounding_single.json").read_text())
     assert len({s["image"] for s in single}) == 5  # one element, so one sample per screen
+    # referring (point in, name out): one sample per element of the training screens
+    grounding = json.loads((tmp_path / "data" / "grounding.json").read_text())
+    referring = json.loads((tmp_path / "data" / "referring.json").read_text())
+    assert summary["counts"]["referring"] == len(grounding) == len(referring)
+    for s in referring:
+        (answer,) = parse_refs(s["conversations"][1]["value"])
+        assert answer["type"] == "point" and point_in_box(answer["coords"], s["meta"]["bbox"])
+        assert str(answer["coords"]) in s["conversations"][0]["value"]
+        assert s["meta"]["target"] in answer["text"]

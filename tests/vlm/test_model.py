@@ -168,3 +168,41 @@ def test_vision_tower_loads_local_siglip_weights(tmp_path, layout):
         expected = reference(pixel_values=pixels).last_hidden_state
         got = tower(pixel_values=pixels).last_hidden_state
     assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_generation_warns_when_answers_are_cut(tiny_vlm, tiny_tokenizer, images, caplog):
+    """Regression: a tokenizer that spells tool calls in more tokens than eval.max_new_tokens scored 0 silently."""
+    model = tiny_vlm.eval()
+    enc = ConversationEncoder(tiny_tokenizer, model.image_token_id, model.num_image_tokens)
+    samples = [{"image": images[0], "conversations": _turns("Click the red circle.\n<image>")}] * 2
+    with caplog.at_level("WARNING", logger="infir.vlm.generate"):
+        generate(model, tiny_tokenizer, enc, ImageCache(model.preprocessing), samples, max_new_tokens=1)
+    assert "2 of 2 completions reached max_new_tokens=1" in caplog.text
+
+
+def test_toy_lm_text_warmup_learns_the_texts_and_groups_words_used_alike(tmp_path):
+    """toy_lm.text_warmup_steps: the stand-in for a pretrained LM. Colour words, used alike in the
+    texts, end up with related embeddings (the random init has none of that)."""
+    import random
+
+    from infir.model.hf_io import load_model
+    from infir.vlm.tiny import make_tiny_lm
+
+    rng = random.Random(0)
+    colours, shapes = ["red", "green", "blue", "orange"], ["circle", "square", "triangle"]
+    texts = [f"Tap the {rng.choice(colours)} {rng.choice(shapes)}." for _ in range(400)]
+    texts += [f"A screen with a {rng.choice(colours)} {rng.choice(shapes)}." for _ in range(400)]
+
+    def colour_similarity(folder):
+        from infir.model.tokenizer import load_tokenizer
+
+        tok, emb = load_tokenizer(folder), load_model(folder).model.embed_tokens.weight.detach()
+        ids = [tok(" " + c, add_special_tokens=False)["input_ids"] for c in colours]
+        assert all(len(i) == 1 for i in ids)
+        vecs = torch.nn.functional.normalize(emb[[i[0] for i in ids]], dim=-1)
+        sim = vecs @ vecs.T
+        return float((sim.sum() - len(colours)) / (len(colours) * (len(colours) - 1)))
+
+    cold = make_tiny_lm(tmp_path / "cold", texts, vocab_size=600, num_hidden_layers=1)
+    warm = make_tiny_lm(tmp_path / "warm", texts, vocab_size=600, num_hidden_layers=1, text_warmup_steps=150)
+    assert colour_similarity(warm) > colour_similarity(cold) + 0.2

@@ -63,6 +63,7 @@ def _micro_config(tmp_path: Path) -> Path:
     vlm["synth"].update(train_screens=12, ocr_images=6, eval_screens=3, render_width=64, single_element_screens=4)
     for stage in vlm["stages"]:
         stage.update(num_samples=8, batch_size=4)
+    vlm["stages"][2]["eval_every"] = 1
     vlm["eval"].update(trajectory_episodes=2, max_new_tokens=24, trajectory_max_new_tokens=24,
                        screenspot_dir=None)
     path = tmp_path / "micro-vl.yaml"
@@ -89,6 +90,12 @@ def test_cli_runs_all_three_stages_evaluates_and_resumes(tmp_path):
     assert g["n"] == sum(1 for _ in json.loads((out / "data" / "heldout_grounding.json").read_text()))
     assert 0 < g["chance_random_click"] < g["chance_random_element"] < 1
     assert "step_accuracy" in metrics["synthetic_steps"]
+    # eval_every: held-out grounding after each stage-3 step; the last point is the final model's score
+    curve = metrics["stages"][2]["eval_curve"]
+    assert [step for step, _ in curve] == [1, 2] and curve[-1][1] == g["accuracy"]
+    assert "eval_curve" not in metrics["stages"][0]
+    assert [len(s["loss_curve"]) for s in metrics["stages"]] == [s["steps"] for s in metrics["stages"]]
+    assert metrics["training_plot"] == "training.png" and (out / "training.png").stat().st_size > 0
     model, tok = load_vlm(out / "model")
     assert model.num_image_tokens == 4
     assert len(model.lm.model.layers) == cfg.toy_lm.num_hidden_layers == 4  # the recipe's toy LM depth

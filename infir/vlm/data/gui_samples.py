@@ -14,6 +14,7 @@ from infir.vlm.data.screens import WORDS as BUTTON_WORDS
 from infir.vlm.data.screens import Element, Screen, random_screen, save_screen
 
 GROUNDING_PROMPTS = ("Click {phrase}.", "Tap {phrase}.", "Task: click {phrase}")
+REFERRING_PROMPTS = ("What is at {point}?", "Which element is at point {point}?", "Name the element at {point}.")
 CAPTION_PROMPTS = ("Describe the screen.", "What is on this screen?", "Write a short caption.")
 APPS = ("Mail", "Notes", "Maps", "Music", "Camera")
 TYPED = ("hello", "meet at 5", "ok", "buy milk", "see you")
@@ -61,6 +62,21 @@ def grounding_sample(screen: Screen, path: str, element: Element, rng: random.Ra
         a = tool_call("click", point=element.point)
     return {"id": sid, "image": path, "kind": "grounding", "meta": _meta(screen, element),
             "conversations": [{"from": "human", "value": f"{q}\n<image>"}, {"from": "gpt", "value": a}]}
+
+
+def referring_samples(screens: list[tuple[Screen, str]], rng: random.Random, prefix: str) -> list[dict]:
+    """Referring, the inverse of grounding: a point in [0, 1000] asks for the element there, answered as a
+    reference-augmented point (`<ref type="point" coords=[x, y]>red circle</ref>`). One per element."""
+    out = []
+    for n, (screen, path) in enumerate(screens):
+        for j, el in enumerate(screen.elements):
+            q = rng.choice(REFERRING_PROMPTS).format(point=f"[{el.point[0]}, {el.point[1]}]")
+            name = el.label if el.kind == "icon" else f'"{el.label}" button'
+            out.append({"id": f"{prefix}-{n:06d}-{j}", "image": path, "kind": "referring",
+                        "meta": _meta(screen, el),
+                        "conversations": [{"from": "human", "value": f"{q}\n<image>"},
+                                          {"from": "gpt", "value": ref(name, el.point, "point")}]})
+    return out
 
 
 def grounding_eval_records(screens: list[tuple[Screen, str]], rng: random.Random) -> list[dict]:
@@ -151,4 +167,5 @@ def gui_sample_pool(screens: list[tuple[Screen, str]], rng: random.Random, prefi
     return pool
 
 
-__all__ = ["BUTTON_WORDS", "gui_sample_pool", "grounding_eval_records", "make_screens", "trajectory_samples"]
+__all__ = ["BUTTON_WORDS", "gui_sample_pool", "grounding_eval_records", "make_screens", "referring_samples",
+           "trajectory_samples"]
