@@ -43,6 +43,8 @@ def warm_up_on_texts(model: Llama, tok, texts: list[str], steps: int, batch_size
     stream: list[int] = []
     for text in texts:
         stream += [tok.bos_token_id, *tok(text, add_special_tokens=False)["input_ids"], eot]
+    if len(stream) < seq_len:
+        raise ValueError(f"text warm-up needs at least {seq_len} tokens of text, got {len(stream)}")
     data = torch.tensor(stream[: len(stream) // seq_len * seq_len]).view(-1, seq_len)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)

@@ -115,7 +115,8 @@ def train_stage(model: VisionLanguageModel, examples: list[dict], stage: StageCo
     head = losses[: max(1, len(losses) // 10)]
     tail = losses[-max(1, len(losses) // 10):]
     every = max(1, steps // 200)  # at most ~200 points of the loss curve (means over `every` steps)
-    curve_loss = [(i + every, sum(losses[i : i + every]) / len(losses[i : i + every])) for i in range(0, steps, every)]
+    curve_loss = [(min(i + every, steps), sum(losses[i : i + every]) / len(losses[i : i + every]))
+                  for i in range(0, steps, every)]
     return {"stage": stage.name, "steps": steps, "examples": len(examples), "trainable": trainable,
             "loss_first": sum(head) / len(head), "loss_last": sum(tail) / len(tail), "seconds": round(seconds, 1),
             "loss_curve": curve_loss,
