@@ -53,6 +53,7 @@ def main() -> None:
     shape = (hf.config.num_hidden_layers, hf.config.num_attention_heads)
     to_target, to_others, match, nonmatch = (torch.zeros(shape) for _ in range(4))
     prefix = tok(CLICK_PREFIX, add_special_tokens=False)["input_ids"]
+    with_colour = 0
     for r in icons:
         ids = torch.tensor([enc.encode(grounding_prompt_sample(r), add_generation_prompt=True)["input_ids"] + prefix])
         with torch.no_grad():
@@ -62,20 +63,23 @@ def main() -> None:
         others = slots[[patch_of(b, side) for b in boxes[r["image"]] if b != r["bbox"]]]
         colour = r["instruction"].rsplit(" the ", 1)[-1].split()[0]
         words = [tok.decode([i]).strip() for i in ids[0].tolist()]
-        colour_pos = max(i for i, w in enumerate(words) if w == colour or i == 0)
+        colour_at = [i for i, w in enumerate(words) if w == colour]  # empty when the colour spans tokens
+        with_colour += bool(colour_at)
         for layer, att in enumerate(out.attentions):
             att = att[0]  # heads x query x key
             to_target[layer] += att[:, -1, target]
             to_others[layer] += att[:, -1, others].mean(-1)
-            match[layer] += att[:, target, colour_pos]
-            nonmatch[layer] += att[:, others, colour_pos].mean(-1)
+            if colour_at:
+                match[layer] += att[:, target, colour_at[-1]]
+                nonmatch[layer] += att[:, others, colour_at[-1]].mean(-1)
     torch.set_printoptions(precision=3, sci_mode=False)
     n = len(icons)
-    print(f"{args.run}: {n} held-out icon instructions; rows = layers, columns = heads")
+    print(f"{args.run}: {n} held-out icon instructions ({with_colour} with a one-token colour word); "
+          "rows = layers, columns = heads")
     print("x-coordinate position -> target patch\n", to_target / n)
     print("x-coordinate position -> other element patches (mean)\n", to_others / n)
-    print("target patch -> instruction colour word\n", match / n)
-    print("other element patches -> instruction colour word (mean)\n", nonmatch / n)
+    print("target patch -> instruction colour word\n", match / max(1, with_colour))
+    print("other element patches -> instruction colour word (mean)\n", nonmatch / max(1, with_colour))
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ class EvalConfig(BaseModel):
 
 
 class ToyLMConfig(BaseModel):
-    """The random LM made when no LM folder is given (toy CPU runs; real runs start from a pretrained InfiR LM)."""
+    """The toy LM made when no LM folder is given (toy CPU runs; real runs start from a pretrained InfiR LM)."""
 
     model_config = ConfigDict(extra="forbid")
     preset: Literal["micro", "tiny"] = "micro"

@@ -121,43 +121,39 @@ def stage_samples(stage: StageConfig, data_dir: Path, rng: random.Random) -> lis
     return out
 
 
+def _ground(model: VisionLanguageModel, tokenizer: Any, encoder: ConversationEncoder, cache: ImageCache,
+            records: list[dict], cfg: VLMConfig, device: torch.device) -> list[str]:
+    """Greedy answers to ScreenSpot-style grounding records (the held-out synthetic ones or real ones)."""
+    return generate(model, tokenizer, encoder, cache, [grounding_prompt_sample(r) for r in records],
+                    max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size, device=device)
+
+
 def grounding_scorer(model: VisionLanguageModel, tokenizer: Any, cfg: VLMConfig, data_dir: Path,
                      device: torch.device, limit: int = 256) -> Callable[[], float]:
     """A callback giving held-out synthetic grounding accuracy (first `limit` instructions), for eval_every."""
     records = json.loads((data_dir / "heldout_grounding.json").read_text())[:limit]
-    prompts = [grounding_prompt_sample(r) for r in records]
     encoder = ConversationEncoder(tokenizer, model.image_token_id, model.num_image_tokens)
-    cache = ImageCache(model.preprocessing, cfg.image_cache_size)
-
-    def score() -> float:
-        texts = generate(model, tokenizer, encoder, cache, prompts, max_new_tokens=cfg.eval.max_new_tokens,
-                         batch_size=cfg.eval.batch_size, device=device)
-        return score_grounding(records, texts)["accuracy"]
-
-    return score
+    cache = ImageCache(model.preprocessing, cfg.image_cache_size)  # kept across checks: images load once
+    return lambda: score_grounding(records, _ground(model, tokenizer, encoder, cache, records, cfg, device))["accuracy"]
 
 
 def evaluate_vlm(model: VisionLanguageModel, tokenizer: Any, cfg: VLMConfig, data_dir: Path,
                  device: torch.device) -> dict[str, Any]:
     encoder = ConversationEncoder(tokenizer, model.image_token_id, model.num_image_tokens)
     cache = ImageCache(model.preprocessing, cfg.image_cache_size)
-    kw = dict(batch_size=cfg.eval.batch_size, device=device)
     records = json.loads((data_dir / "heldout_grounding.json").read_text())
-    texts = generate(model, tokenizer, encoder, cache, [grounding_prompt_sample(r) for r in records],
-                     max_new_tokens=cfg.eval.max_new_tokens, **kw)
+    texts = _ground(model, tokenizer, encoder, cache, records, cfg, device)
     metrics: dict[str, Any] = {"synthetic_grounding": score_grounding(records, texts),
                                "grounding_examples": [{"instruction": r["instruction"], "bbox": r["bbox"],
                                                        "output": t} for r, t in zip(records[:5], texts[:5], strict=True)]}
     steps = json.loads((data_dir / "heldout_trajectory.json").read_text())
     if steps:
-        texts = generate(model, tokenizer, encoder, cache, steps,
-                         max_new_tokens=cfg.eval.trajectory_max_new_tokens, **kw)
+        texts = generate(model, tokenizer, encoder, cache, steps, max_new_tokens=cfg.eval.trajectory_max_new_tokens,
+                         batch_size=cfg.eval.batch_size, device=device)
         metrics["synthetic_steps"] = score_steps(steps, texts)
     if cfg.eval.screenspot_dir is not None and (Path(cfg.eval.screenspot_dir) / "annotations.jsonl").exists():
         real = load_screenspot(cfg.eval.screenspot_dir)
-        texts = generate(model, tokenizer, encoder, cache, [grounding_prompt_sample(r) for r in real],
-                         max_new_tokens=cfg.eval.max_new_tokens, **kw)
-        metrics["screenspot_real"] = score_grounding(real, texts)
+        metrics["screenspot_real"] = score_grounding(real, _ground(model, tokenizer, encoder, cache, real, cfg, device))
     return metrics
 
 

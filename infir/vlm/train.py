@@ -78,7 +78,7 @@ def train_stage(model: VisionLanguageModel, examples: list[dict], stage: StageCo
              {k: f"{v:,}" for k, v in trainable.items()})
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext())
     losses: list[float] = []
-    curve: list[tuple[int, float]] = []
+    eval_curve: list[tuple[int, float]] = []
     start = time.perf_counter()
     with progress() as bar:
         task = bar.add_task(stage.name, total=steps)
@@ -104,8 +104,8 @@ def train_stage(model: VisionLanguageModel, examples: list[dict], stage: StageCo
                 log.info("stage %s step %d/%d loss %.4f lr %.2e", stage.name, step + 1, steps,
                          sum(losses[-log_every:]) / len(losses[-log_every:]), opt.param_groups[0]["lr"])
             if evaluate is not None and stage.eval_every and ((step + 1) % stage.eval_every == 0 or step == steps - 1):
-                curve.append((step + 1, _score(model, evaluate)))
-                log.info("stage %s step %d/%d held-out score %.3f", stage.name, step + 1, steps, curve[-1][1])
+                eval_curve.append((step + 1, _score(model, evaluate)))
+                log.info("stage %s step %d/%d held-out score %.3f", stage.name, step + 1, steps, eval_curve[-1][1])
             bar.advance(task)
     for module in model.components().values():
         module.eval()
@@ -120,7 +120,7 @@ def train_stage(model: VisionLanguageModel, examples: list[dict], stage: StageCo
     return {"stage": stage.name, "steps": steps, "examples": len(examples), "trainable": trainable,
             "loss_first": sum(head) / len(head), "loss_last": sum(tail) / len(tail), "seconds": round(seconds, 1),
             "loss_curve": curve_loss,
-            **({"eval_curve": curve} if curve else {})}
+            **({"eval_curve": eval_curve} if eval_curve else {})}
 
 
 def _score(model: VisionLanguageModel, evaluate: Callable[[], float]) -> float:
