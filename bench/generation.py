@@ -74,8 +74,9 @@ def main() -> None:
     new_tokens = args.new_tokens or (48 if args.quick else 256)
     torch.set_num_threads(args.threads if device == "cpu" else torch.get_num_threads())
 
-    from infir.eval.generation import SamplingParams, encode_prompt
-    from infir.eval.infir_engine import InfirGenerator
+    from infir.generation import SamplingParams
+    from infir.generation.engine import InfirGenerator
+    from infir.generation.text import encode_prompt
 
     with tempfile.TemporaryDirectory() as tmp:
         ours_model, hf_model, tokenizer = build(preset, device, dtype, Path(tmp))

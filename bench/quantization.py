@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from infir.eval.generation import SamplingParams
-from infir.eval.infir_engine import InfirGenerator
+from infir.generation import SamplingParams
+from infir.generation.engine import InfirGenerator
 from infir.model.hf_io import load_model, save_model
 from infir.model.llama import Llama, LlamaConfig
 from infir.model.tokenizer import load_tokenizer, train_bpe_tokenizer

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from infir.eval.sandbox import isolation_mode, run_programs
+from infir.sandbox import isolation_mode, run_programs
 
 DATA = Path(os.environ.get("INFIR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

@@ -31,10 +31,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="Conversations to use (default: all).")
     parser.add_argument("--max-length", type=int, default=4096)
     args = parser.parse_args()
+    from infir.data.chats import Conversation, read_conversations
     from infir.model.tokenizer import load_tokenizer
     from infir.sft.batching import SFTBatches
     from infir.sft.data import encode_conversations
-    from infir.sft.formats import Conversation, read_conversations
 
     data = Path(os.environ.get("INFIR_SHARED_DATA", REPO.parent / "shared" / "data"))
     tok = load_tokenizer(data / "tokenizers/llama3/tokenizer.model")

@@ -9,6 +9,7 @@ import typer
 from infir.data.commands import app as data_app
 from infir.eval.commands import eval_command
 from infir.serve.commands import chat_command, export_command, serve_command
+from infir.sft.commands import sft_command
 from infir.synth.commands import synth_command
 from infir.train.commands import app as train_app
 from infir.vlm.commands import app as vlm_app
@@ -39,6 +40,7 @@ def run_command(
 
 
 app.add_typer(data_app, name="data", help="Corpus curation: filters, recall, dedup, quality, decontamination.")
+train_app.command("sft", help="Supervised fine-tuning (and long-CoT SFT).")(sft_command)
 app.add_typer(train_app, name="train", help="Pretrain, anneal, SFT and long-CoT SFT.")
 app.command("synth", help="Synthesise and verify SFT data with a teacher.")(synth_command)
 app.command("eval", help="Evaluate a model on MMLU, GSM8K, MATH, HumanEval, MBPP, ...")(eval_command)

@@ -35,9 +35,17 @@ def curate(
     ),
     executor: str = typer.Option("local", "--executor", help="local or ray."),
     workers: int = typer.Option(1, "--workers", "-w", help="Parallel shard workers."),
+    tasks_dir: list[Path] = typer.Option(
+        [], "--tasks-dir", help="A folder of your own eval task files, decontaminated against when listed in "
+        "decontam.benchmarks; repeatable."
+    ),
 ) -> None:
     """Curate a corpus: heuristic filters, MinHash dedup and 10-gram decontamination (paper §2.1)."""
     from infir.data.pipeline import run_curate
+    from infir.eval.tasks import add_tasks_dir
+
+    for folder in tasks_dir:
+        add_tasks_dir(folder)
 
     cfg = _load_config(config)
     stats = run_curate(cfg, inputs, output, benchmarks_dir=benchmarks, executor=executor, workers=workers)

@@ -3,7 +3,7 @@ add annealing corpora and synthetic data, by per-source weights.
 
 A weight is a sampling ratio on a source's documents: 1.0 keeps all, 0.1 keeps a deterministic 10%,
 2.0 repeats the source twice. The mix is written as shuffled text shards (mix/*.jsonl.gz) and, when a
-tokenizer is given, as the trainer's tokenized shards (`infir.train.tokenized.write_token_shards`).
+tokenizer is given, as the trainer's tokenized shards (`infir.data.tokens.write_token_shards`).
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def build_mix(
         write_jsonl(output / "mix" / f"mix-{i // docs_per_shard:05d}.jsonl.gz", mixed[i : i + docs_per_shard])
     stats: dict = {"documents": len(mixed), "sources": per_source, "text_shards": str(output / "mix")}
     if tokenizer_path is not None:
+        from infir.data.tokens import write_token_shards
         from infir.model.tokenizer import load_tokenizer
-        from infir.train.tokenized import write_token_shards
 
         index = write_token_shards(
             mixed, load_tokenizer(tokenizer_path), output / "tokens", source="anneal-mix"

@@ -1,5 +1,6 @@
-"""Evaluation: grading (`grading`), batched generation (`generation`), tasks (`tasks/`), the runner.
+"""Evaluation: tasks (`tasks/`, one file per benchmark, discovered), grading (`grading`), the runner.
 
-Entry points: `infir.eval.runner.run_eval(...)`, `infir.eval.generation.load_generator(path_or_url)`,
-`infir.eval.grading.extract_answer / math_equal`, `infir.eval.nll.per_token_nll(model, tokenizer, texts)`.
+Entry points: `infir.eval.runner.run_eval(...)`, `infir.eval.tasks.get_task(name, mode)`,
+`infir.eval.grading.extract_answer / math_equal`. Generation itself is `infir.generation`; running code
+is `infir.sandbox`.
 """

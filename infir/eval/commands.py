@@ -12,8 +12,11 @@ def eval_command(
     tasks: str = typer.Option(
         "gsm8k,math500,humaneval,mbpp,mmlu",
         "--tasks",
-        help="Comma-separated: nll, gsm8k, math, math500, humaneval, mbpp, mmlu, "
-        "aime24, amc23, olympiadbench, gpqa.",
+        help="Comma-separated task names: nll, gsm8k, math, math500, humaneval, mbpp, mmlu, aime24, amc23, "
+        "olympiadbench, gpqa, ... plus those of --tasks-dir / INFIR_TASKS_PATH.",
+    ),
+    tasks_dir: list[Path] = typer.Option(
+        [], "--tasks-dir", help="A folder of your own task files (*.py defining TASK); repeatable."
     ),
     data_dir: Path | None = typer.Option(
         None,
@@ -47,6 +50,10 @@ def eval_command(
         raise typer.BadParameter("--num-samples > 1 needs --temperature > 0 (greedy samples are identical)")
     names = [t.strip() for t in tasks.split(",") if t.strip()]
     try:
+        from infir.eval.tasks import add_tasks_dir
+
+        for folder in tasks_dir:
+            add_tasks_dir(folder)
         summary = run_eval(
             model,
             names,
@@ -60,7 +67,7 @@ def eval_command(
             top_p=top_p,
             seed=seed,
         )
-    except (FileNotFoundError, KeyError, RuntimeError, ValueError, httpx.HTTPError) as e:
+    except (FileNotFoundError, ImportError, KeyError, RuntimeError, ValueError, httpx.HTTPError) as e:
         typer.echo(f"infir eval: {e}", err=True)
         raise typer.Exit(code=1) from e
     typer.echo((output / "results.md").read_text())

@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from infir.eval.generation import SamplingParams
 from infir.eval.tasks import get_task
 from infir.eval.tasks.base import Mode, Sample, Task
+from infir.generation import SamplingParams
 from infir.utils.io import atomic_write_json, atomic_write_text, write_jsonl
 from infir.utils.log import get_logger, progress
 
@@ -182,10 +182,15 @@ def run_task(
     return metrics
 
 
+def main_metric(metrics: dict[str, float]) -> str | None:
+    """The headline metric of a task's results (accuracy, pass@1 or NLL per token)."""
+    return next((m for m in MAIN_METRIC if m in metrics), None)
+
+
 def markdown_table(summary: dict[str, dict[str, float]], mode: str) -> str:
     lines = ["| Task | Mode | Metric | Score | N |", "|---|---|---|---:|---:|"]
     for task, metrics in summary.items():
-        metric = next((m for m in MAIN_METRIC if m in metrics), None)
+        metric = main_metric(metrics)
         if metric is None:
             score = "-"
         elif metric == "nll_per_token":  # not a percentage
@@ -219,7 +224,7 @@ def run_eval(
         get_task(name, mode)  # unknown names fail before any model is loaded
     output = Path(output)
     if isinstance(model, (str, Path)):
-        from infir.eval.generation import load_generator
+        from infir.generation import load_generator
 
         generator = load_generator(model)
         model_name = str(model)
@@ -255,4 +260,4 @@ def run_eval(
     return summary
 
 
-__all__ = ["run_eval", "run_task", "markdown_table", "load_cached_rows"]
+__all__ = ["load_cached_rows", "main_metric", "markdown_table", "run_eval", "run_task"]

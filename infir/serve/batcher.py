@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from infir.eval.generation import Completion, SamplingParams
+from infir.generation import Completion, SamplingParams
 from infir.utils.log import get_logger
 
 log = get_logger(__name__)

@@ -15,7 +15,7 @@ HELP = "Type a message and press Enter. /reset clears the conversation, /exit (o
 
 def fit_history(tokenizer, messages: list[dict[str, str]], max_prompt_tokens: int) -> list[dict[str, str]]:
     """Drop the oldest user/assistant turns (keeping a system prompt) until the rendering fits."""
-    from infir.eval.generation import encode_prompt, render_chat
+    from infir.generation.text import encode_prompt, render_chat
 
     kept = list(messages)
     while True:
@@ -29,8 +29,9 @@ def fit_history(tokenizer, messages: list[dict[str, str]], max_prompt_tokens: in
 def run_chat(model_dir: str | Path, system: str | None = None, max_tokens: int = 256, temperature: float = 0.7,
              top_p: float = 0.95, seed: int | None = None, stdin: TextIO | None = None,
              stdout: TextIO | None = None) -> None:
-    from infir.eval.generation import SamplingParams, render_chat
-    from infir.eval.infir_engine import InfirGenerator
+    from infir.generation import SamplingParams
+    from infir.generation.engine import InfirGenerator
+    from infir.generation.text import render_chat
 
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     generator = InfirGenerator.from_pretrained(model_dir, device="cpu", batch_size=1)

@@ -22,7 +22,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from infir.eval.generation import Completion, SamplingParams, encode_prompt, render_chat
+from infir.generation import Completion, SamplingParams
+from infir.generation.text import encode_prompt, render_chat
 from infir.serve.batcher import Batcher, BatcherStopped, Job, QueueFull
 from infir.serve.config import ServerConfig
 from infir.serve.logprobs import completion_logprobs
@@ -40,7 +41,7 @@ log = get_logger(__name__)
 
 def load_serving_generator(model_dir: str | Path, config: ServerConfig) -> Any:
     """An in-process generator for a model folder, optionally weight-only quantized (CPU)."""
-    from infir.eval.infir_engine import InfirGenerator
+    from infir.generation.engine import InfirGenerator
 
     generator = InfirGenerator.from_pretrained(model_dir, device="cpu",
                                                batch_size=config.max_batch_size * config.max_n)

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from infir.data.chats import Conversation, MalformedRecord, Quarantined
 from infir.model.chat_template import LLAMA3_CHAT_TEMPLATE, render_chat
-from infir.sft.formats import Conversation, MalformedRecord, Quarantined
 from infir.utils.log import get_logger, progress
 
 log = get_logger(__name__)

@@ -14,7 +14,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 
-from infir.sft.formats import Conversation
+from infir.data.chats import Conversation
 
 DIFFICULTY_LEVELS = ("very easy", "easy", "medium", "hard", "very hard")
 HARD_GROUP = ("medium", "hard", "very hard")  # App. B.2 "group B"

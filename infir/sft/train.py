@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
+from infir.data.chats import Conversation, ReadResult, read_conversations
 from infir.sft.config import SFTConfig
 from infir.sft.data import IGNORE_INDEX, EncodedSample, encode_conversations, load_samples, save_samples
-from infir.sft.formats import Conversation, ReadResult, read_conversations
 from infir.sft.selection import compress_by_difficulty, dedup_instructions, mix_by_domain, s1_select
 from infir.utils.io import atomic_write_json
 from infir.utils.log import get_logger

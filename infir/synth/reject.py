@@ -61,7 +61,7 @@ _CODE_REASON = {"failed": "tests_failed", "timeout": "code_timeout", "error": "s
 
 def code_failures(texts: list[str], cfg: RejectConfig) -> list[tuple[str | None, dict]]:
     """(c) Run each candidate's solution+tests in the sandbox (bounded parallelism)."""
-    from infir.eval.sandbox import run_programs
+    from infir.sandbox import run_programs
 
     programs = [code_program(t) for t in texts]
     runnable = [i for i, p in enumerate(programs) if p is not None]

@@ -1,6 +1,6 @@
 """Seed instructions from files: Alpaca, ShareGPT, OpenAI messages, self-instruct, GSM8K/MATH-style.
 
-Chat formats go through the SFT room's reader (`infir.sft.formats.record_to_conversations`); seeds may
+Chat formats go through the SFT room's reader (`infir.data.chats.record_to_conversations`); seeds may
 also be instructions without an answer (which that reader refuses for training), and GSM8K/MATH records
 carry a reference final answer for the math check. Every seed keeps its provenance (file, index, format);
 malformed records are quarantined with a reason, never silently dropped.
@@ -31,12 +31,16 @@ def guess_domain(instruction: str, source: str = "") -> str:
 
 
 def _gsm8k_answer(answer: str) -> str | None:
-    return answer.rsplit("####", 1)[1].strip().replace(",", "") if "####" in answer else None
+    """The final answer of a GSM8K-style solution (`#### N`), asked of the GSM8K task."""
+    from infir.eval.tasks.gsm8k import has_reference, reference_answer
+
+    return reference_answer(answer) if has_reference(answer) else None
 
 
 def _from_turns(turns: list, role_key: str, text_key: str) -> tuple[str, str | None]:
-    roles = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-             "chatgpt": "assistant", "bing": "assistant", "system": "system"}
+    from infir.data.chats import OPENAI_ROLES, SHAREGPT_ROLES
+
+    roles = {**SHAREGPT_ROLES, **OPENAI_ROLES}
     user = next((t.get(text_key) for t in turns if roles.get(str(t.get(role_key)).lower()) == "user"), None)
     reply = next((t.get(text_key) for t in turns if roles.get(str(t.get(role_key)).lower()) == "assistant"), None)
     if not isinstance(user, str):
@@ -46,7 +50,7 @@ def _from_turns(turns: list, role_key: str, text_key: str) -> tuple[str, str | N
 
 def _chat_seed(row: dict) -> tuple[str, str, str | None]:
     """(format, instruction, reference response) via the SFT reader; instruction-only seeds are fine here."""
-    from infir.sft.formats import MalformedRecord, detect_format, record_to_conversations
+    from infir.data.chats import MalformedRecord, detect_format, record_to_conversations
 
     try:
         fmt = detect_format(row)

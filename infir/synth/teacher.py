@@ -185,7 +185,7 @@ class LocalTeacher(_Teacher):
     """
 
     def __init__(self, path: Path, cfg: TeacherConfig, cache: RequestCache | None):
-        from infir.eval.generation import load_generator  # the eval helper's generation API
+        from infir.generation import load_generator  # the eval helper's generation API
 
         super().__init__(cfg, cache)
         self.name = cfg.model or str(Path(path).resolve())
@@ -218,7 +218,7 @@ class LocalTeacher(_Teacher):
                 future.set_result(text)
 
     async def _request(self, messages: list[dict], params: dict) -> str:
-        from infir.eval.generation import SamplingParams
+        from infir.generation import SamplingParams
 
         sampling = SamplingParams(max_new_tokens=params["max_tokens"], temperature=params["temperature"],
                                   seed=params["seed"])

@@ -5,7 +5,7 @@
     infir train anneal   --config recipes/infir-1b.yaml --data-dir data/anneal --tokenizer TOK \\
                          --init-from runs/pt/model --output runs/anneal
     torchrun --nproc_per_node 8 -m infir.cli train pretrain ...      (FSDP2 over 8 GPUs)
-    infir train sft ...   (provided by the SFT room: infir/sft/commands.py)
+    infir train sft ...   (the SFT room's command, infir/sft/commands.py, attached by infir/cli.py)
 """
 
 from __future__ import annotations
@@ -87,8 +87,8 @@ def tokenize_command(
     text_key: str = typer.Option("text", "--text-key"),
 ) -> None:
     """Tokenize text records into a source folder for pretraining."""
+    from infir.data.tokens import write_token_shards
     from infir.model.tokenizer import load_tokenizer
-    from infir.train.tokenized import write_token_shards
     from infir.utils.io import read_jsonl
 
     def records():
@@ -97,21 +97,3 @@ def tokenize_command(
 
     index = write_token_shards(records(), load_tokenizer(tokenizer), output, text_key=text_key)
     typer.echo(json.dumps({k: index[k] for k in ("documents", "tokens", "quarantined")}))
-
-
-def _register_sft() -> None:
-    """`infir train sft` comes from the SFT room when it is there; otherwise it says it is not built."""
-    try:
-        from infir.sft.commands import sft_command
-    except ImportError:
-        @app.command("sft")
-        def sft_missing() -> None:
-            """Supervised fine-tuning (provided by the SFT room)."""
-            from infir.utils.notbuilt import not_built
-
-            not_built("infir train sft", "the SFT issue")
-        return
-    app.command("sft", help="Supervised fine-tuning (and long-CoT SFT).")(sft_command)
-
-
-_register_sft()

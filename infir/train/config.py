@@ -25,16 +25,21 @@ class OfflineEvalConfig(BaseModel):
         default_factory=list, description="Model folders whose NLL rankings pick the 'meaningless' texts."
     )
     discard_fraction: float = Field(0.2, ge=0, lt=1, description="Bottom share dropped in every ranking.")
+    benchmarks_dir: str | None = Field(
+        None, description="Folder in the shared/data layout for the tasks named below (None: the hub)."
+    )
     answer_tasks: list[str] = Field(
-        default_factory=list, description="Files with prompt+answer items (GSM8K jsonl, generic jsonl)."
+        default_factory=list, description="Eval tasks (gsm8k, math500, ... or their test files) or JSONL files "
+        "of {prompt|question|problem, answer|solution}: NLL of the answer."
     )
     choice_tasks: list[str] = Field(
-        default_factory=list, description="Multiple-choice files (MMLU csv/dir, jsonl with options)."
+        default_factory=list, description="Eval tasks (mmlu or its test folder) or JSONL files of "
+        "{prompt|question, options|choices, answer_index|answer}: eq. 2's normalised probability."
     )
     max_items: int = 200
     max_len: int = 1024
     generation_tasks: list[str] = Field(
-        default_factory=list, description="Few-shot generation tasks for the anneal phase (infir.eval)."
+        default_factory=list, description="Eval tasks run few-shot (Table 1 prompts) in the anneal phase."
     )
     generation_limit: int = 100
 

@@ -4,7 +4,7 @@ Pretraining (recall): per-token NLL on a web validation sample from which the "m
 were dropped (those in the bottom `discard_fraction` of every reference model's NLL ranking), the
 per-token NLL of benchmark answers, and for multiple choice the softmax-normalised probability of
 the correct option over all options (eq. 2, s_i = log-likelihood of option i).
-Annealing (precision): a few-shot generation hook (GSM8K-style tasks through `infir.eval`).
+Annealing (precision): eval tasks generated few-shot with the base-model prompts (`generation_eval`).
 
 Scores go through the training module itself (`module(input_ids, labels) -> (loss_sum, ce_sum)`),
 so they work unchanged under FSDP (every rank runs the same items).
@@ -12,7 +12,6 @@ so they work unchanged under FSDP (every rank runs the same items).
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from torch import nn
 
 from infir.train.config import OfflineEvalConfig
 from infir.train.distributed import DistEnv, barrier
-from infir.train.generation_eval import few_shot_generation_eval
+from infir.train.generation_eval import task_generation_eval
 from infir.train.loss import IGNORE_INDEX
 from infir.utils.io import atomic_write_json, open_text, read_jsonl
 from infir.utils.log import get_logger
@@ -86,42 +85,51 @@ def load_texts(path: Path, limit: int) -> list[str]:
     return texts
 
 
-def load_answer_items(path: Path, limit: int) -> list[tuple[str, str]]:
-    """(prompt, answer) pairs: GSM8K {question, answer}, MATH {problem, solution}, or {prompt, answer}."""
+def _first(row: dict, names: tuple[str, ...], path: Path) -> Any:
+    for n in names:
+        if n in row:
+            return row[n]
+    raise ValueError(f"{path}: none of the fields {names} in a row with fields {sorted(row)}")
+
+
+def load_answer_items(ref: str, limit: int, data_dir: str | None = None) -> list[tuple[str, str]]:
+    """(prompt, answer) pairs: an eval task's own items, or a generic JSONL file of
+    {prompt|question|problem, answer|solution|completion}."""
+    from infir.eval.tasks import resolve_task
+
+    resolved = resolve_task(ref, data_dir)
+    if resolved is not None:
+        task, task_dir = resolved
+        if task.nll_items is None:
+            raise ValueError(f"task {task.name!r} declares no items for the offline NLL evals")
+        return task.nll_items(task_dir, limit).answers
+    path = Path(ref)
     items = []
     for row in read_jsonl(path):
-        if "question" in row and "answer" in row:
-            items.append((f"Question: {row['question']}\nAnswer:", f" {row['answer']}"))
-        elif "problem" in row and "solution" in row:
-            items.append((f"Problem: {row['problem']}\nSolution:", f" {row['solution']}"))
-        elif "prompt" in row and ("answer" in row or "completion" in row):
-            items.append((row["prompt"], str(row.get("answer", row.get("completion")))))
-        else:
-            raise ValueError(f"{path}: cannot find prompt/answer fields in {sorted(row)}")
+        items.append((str(_first(row, ("prompt", "question", "problem"), path)),
+                      " " + str(_first(row, ("answer", "solution", "completion"), path)).lstrip()))
         if len(items) >= limit:
             break
     return items
 
 
-def load_choice_items(path: Path, limit: int) -> list[tuple[str, list[str], int]]:
-    """(prompt, options, correct index): MMLU csv files (or a folder of them), or JSONL with
+def load_choice_items(ref: str, limit: int, data_dir: str | None = None) -> list[tuple[str, list[str], int]]:
+    """(prompt, options, correct index): an eval task's own items, or a generic JSONL file of
     {prompt|question, options|choices, answer_index|answer}."""
+    from infir.eval.tasks import resolve_task
+
+    resolved = resolve_task(ref, data_dir)
+    if resolved is not None:
+        task, task_dir = resolved
+        if task.nll_items is None:
+            raise ValueError(f"task {task.name!r} declares no items for the offline NLL evals")
+        return task.nll_items(task_dir, limit).choices
+    path = Path(ref)
     items: list[tuple[str, list[str], int]] = []
-    files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
-    for file in files:
-        if file.suffix == ".csv":
-            with open(file, newline="", encoding="utf-8") as f:
-                for row in csv.DictReader(f):
-                    options = [row[f"choice{i}"] for i in range(4)]
-                    items.append((f"Question: {row['question']}\nAnswer:", [f" {o}" for o in options],
-                                  int(row["answer"])))
-        else:
-            for row in read_jsonl(file):
-                options = row.get("options", row.get("choices"))
-                answer = row.get("answer_index", row.get("answer"))
-                items.append((row.get("prompt", row.get("question")), list(options), int(answer)))
-    # spread the limit over subjects: every k-th item
-    step = max(1, len(items) // limit) if limit else 1
+    for row in read_jsonl(path):
+        items.append((str(_first(row, ("prompt", "question"), path)), list(_first(row, ("options", "choices"), path)),
+                      int(_first(row, ("answer_index", "answer"), path))))
+    step = max(1, len(items) // limit) if limit else 1  # spread the limit over the file
     return items[::step][:limit]
 
 
@@ -138,13 +146,15 @@ class OfflineEvaluator:
     out_dir: Path | None = None
     tokenizer: Any = None
     env: DistEnv | None = None
+    benchmarks_dir: str | None = None
 
     @classmethod
     def build(cls, cfg: OfflineEvalConfig, tokenizer: Any, out_dir: Path, env: DistEnv) -> OfflineEvaluator | None:
         if not (cfg.web_val or cfg.answer_tasks or cfg.choice_tasks or cfg.generation_tasks):
             return None
         ev = cls(device=env.device, generation_tasks=list(cfg.generation_tasks),
-                 generation_limit=cfg.generation_limit, out_dir=out_dir, tokenizer=tokenizer, env=env)
+                 generation_limit=cfg.generation_limit, out_dir=out_dir, tokenizer=tokenizer, env=env,
+                 benchmarks_dir=cfg.benchmarks_dir)
         cut = cfg.max_len
 
         if cfg.web_val:
@@ -162,12 +172,12 @@ class OfflineEvaluator:
                     "reference_models": cfg.reference_models, "discard_fraction": cfg.discard_fraction,
                     "dropped_examples": [t[:200] for t, k in zip(texts, keep, strict=False) if not k][:20]})
         for task in cfg.answer_tasks:
-            pairs = load_answer_items(Path(task), cfg.max_items)
+            pairs = load_answer_items(task, cfg.max_items, cfg.benchmarks_dir)
             ev.answers[_task_name(task)] = [
                 (_with_bos(tokenizer, _encode(tokenizer, p))[-cut // 2:], _encode(tokenizer, a)[: cut // 2])
                 for p, a in pairs]
         for task in cfg.choice_tasks:
-            items = load_choice_items(Path(task), cfg.max_items)
+            items = load_choice_items(task, cfg.max_items, cfg.benchmarks_dir)
             ev.choices[_task_name(task)] = [
                 (_with_bos(tokenizer, _encode(tokenizer, p))[-cut // 2:],
                  [_encode(tokenizer, o)[: cut // 2] for o in opts], answer) for p, opts, answer in items]
@@ -202,20 +212,26 @@ class OfflineEvaluator:
 
     def _generation(self, module: nn.Module, step: int) -> dict[str, float]:
         """Anneal phase: save the current weights and run the few-shot generation tasks on them."""
-        from infir.train.pretrain import export_model
+        from infir.train.export import export_model
 
         model_dir = self.out_dir / "current_model"
         export_model(module, module.model.config if hasattr(module, "model") else None, model_dir,
                      self.tokenizer, self.env)
         results = {}
         if self.env.is_main:
-            results = few_shot_generation_eval(model_dir, self.generation_tasks, self.generation_limit)
+            results = task_generation_eval(model_dir, self.generation_tasks, self.generation_limit,
+                                           self.out_dir / "generation" / f"step_{step:08d}", self.benchmarks_dir)
         barrier(self.env)
         return results
 
 
 def _task_name(path: str) -> str:
-    """gsm8k/test.jsonl -> gsm8k; mmlu/test/ -> mmlu; my_task.jsonl -> my_task."""
+    """gsm8k -> gsm8k; gsm8k/test.jsonl -> gsm8k; mmlu/test/ -> mmlu; my_task.jsonl -> my_task."""
+    from infir.eval.tasks import resolve_task
+
+    resolved = resolve_task(path)
+    if resolved is not None:
+        return resolved[0].name
     p = Path(path)
     name = p.name.split(".")[0]
     return p.parent.name if name in {"test", "train", "dev", "valid", "validation", "val"} else name

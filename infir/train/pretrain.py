@@ -14,12 +14,13 @@ from typing import Any
 
 import torch
 
-from infir.model.hf_io import load_model, save_model
-from infir.model.llama import PRESETS, Llama, rope_inv_freq
-from infir.train.checkpoint import full_model_state
+from infir.data.tokens import find_sources
+from infir.model.hf_io import load_model
+from infir.model.llama import PRESETS, Llama
 from infir.train.config import TrainConfig
-from infir.train.distributed import DistEnv, barrier, init_distributed
-from infir.train.tokenized import PackedLoader, find_sources
+from infir.train.distributed import init_distributed
+from infir.train.export import export_model
+from infir.train.tokenized import PackedLoader
 from infir.utils.io import atomic_write_json
 from infir.utils.log import get_logger
 
@@ -56,26 +57,6 @@ def resolve_sources(cfg: TrainConfig, data_dir: Path) -> tuple[list[Path], list[
         return find_sources(data_dir), None  # weighted by size
     paths = [Path(s.path) if Path(s.path).is_absolute() else data_dir / s.path for s in cfg.sources]
     return paths, [s.weight for s in cfg.sources]
-
-
-def export_model(module: torch.nn.Module, config: Any, out_dir: Path, tokenizer: Any, env: DistEnv) -> None:
-    """Gather the trained weights (collective) and write an HF folder from rank 0."""
-    state = full_model_state(module)
-    if env.is_main:
-        prefix = "model."
-        state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
-        with torch.device("meta"):
-            model = Llama(config)
-        missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
-        missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
-        if missing or unexpected:
-            raise RuntimeError(f"trained state does not fit the model: missing {missing}, unexpected {unexpected}")
-        if config.tie_word_embeddings:
-            model.lm_head.weight = model.model.embed_tokens.weight
-        model.inv_freq = rope_inv_freq(config)
-        save_model(model, out_dir, tokenizer=tokenizer)
-        log.info("saved model to %s", out_dir)
-    barrier(env)
 
 
 def _last_logged_loss(metrics_file: Path) -> float:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from infir.eval.generation import load_generator
 from infir.eval.runner import run_eval
+from infir.generation import load_generator
 
 
 class CountingGenerator:

@@ -99,8 +99,8 @@ def test_bf16_training_loop_on_cuda(tmp_path: Path, compile_: bool) -> None:
 
 
 def test_cuda_graph_decode_equals_dynamic(tmp_path: Path) -> None:
-    from infir.eval.generation import SamplingParams
-    from infir.eval.infir_engine import InfirGenerator
+    from infir.generation import SamplingParams
+    from infir.generation.engine import InfirGenerator
     from infir.model.tokenizer import train_bpe_tokenizer
 
     texts = [f"Question {i}: what is {i} plus {i * 3}? Answer: {i * 4}." for i in range(200)]

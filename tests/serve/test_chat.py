@@ -6,8 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infir.eval.generation import SamplingParams, render_chat
-from infir.eval.infir_engine import InfirGenerator
+from infir.generation import SamplingParams
+from infir.generation.engine import InfirGenerator
+from infir.generation.text import render_chat
 from infir.serve.chat import fit_history
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,8 +7,8 @@ import copy
 import pytest
 import torch
 
-from infir.eval.generation import SamplingParams
-from infir.eval.infir_engine import InfirGenerator
+from infir.generation import SamplingParams
+from infir.generation.engine import InfirGenerator
 from infir.model.hf_io import load_model
 from infir.model.llama import PRESETS, Llama
 from infir.serve.quantize import Int8Embedding, Int8WeightOnlyLinear, model_bytes, quantize_model

@@ -13,8 +13,9 @@ import httpx
 import openai
 import pytest
 
-from infir.eval.generation import SamplingParams, render_chat
-from infir.eval.infir_engine import InfirGenerator
+from infir.generation import SamplingParams
+from infir.generation.engine import InfirGenerator
+from infir.generation.text import render_chat
 from infir.serve.config import ServerConfig
 from infir.serve.runner import BackgroundServer
 
@@ -199,7 +200,7 @@ def test_quantized_serving(tiny_model_dir):
 
 
 def test_echo_logprobs_let_the_eval_client_score_text_like_in_process(server, reference):
-    from infir.eval.http_backend import OpenAIGenerator
+    from infir.generation.http import OpenAIGenerator
 
     requests = [("The quick brown", " fox jumps"), ("What is 12 plus 30?", " The answer is 42.")]
     remote = OpenAIGenerator(server.url, model="tiny").loglikelihood(requests)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from infir.data.chats import Conversation, MalformedRecord
 from infir.model.llama import PRESETS, Llama
 from infir.model.tokenizer import load_tokenizer, train_bpe_tokenizer
 from infir.sft.batching import SFTBatches, collate_rows, pack_first_fit_decreasing
 from infir.sft.data import IGNORE_INDEX, ConversationEncoder, EncodedSample, encode_conversations
-from infir.sft.formats import Conversation, MalformedRecord
 from infir.train.loss import linear_cross_entropy
 
 CHAT = [

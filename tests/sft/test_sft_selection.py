@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from infir.sft.formats import Conversation
+from infir.data.chats import Conversation
 from infir.sft.selection import (
     compress_by_difficulty,
     dedup_instructions,

@@ -13,12 +13,12 @@ import pytest
 import torch
 import yaml
 
+from infir.data.chats import read_conversations
 from infir.model.chat_template import render_chat
 from infir.model.hf_io import load_model, save_model
 from infir.model.llama import PRESETS, Llama
 from infir.model.tokenizer import train_bpe_tokenizer
 from infir.sft.config import SFTConfig
-from infir.sft.formats import read_conversations
 from infir.sft.train import run_sft
 
 

@@ -78,7 +78,7 @@ def test_pipeline_records_provenance_and_cache(synth_models, seeds_dir, tmp_path
         quarantined = list(read_jsonl(out / "steps/01_seeds.quarantine.jsonl"))
         assert sorted(q["reason"].split(":")[0] for q in quarantined) == ["duplicate instruction",
                                                                            "malformed JSON line"]
-        from infir.sft.formats import read_conversations  # the SFT room reads what synthesis writes
+        from infir.data.chats import read_conversations  # the SFT room reads what synthesis writes
 
         read_back = read_conversations(out / "sft.jsonl")
         assert len(read_back.conversations) == len(records) and not read_back.quarantined

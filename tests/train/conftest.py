@@ -27,8 +27,8 @@ def tokenizer_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def token_data(tmp_path_factory, tokenizer_dir) -> Path:
     """data/web (plain texts) and data/math (other texts), written through write_token_shards."""
+    from infir.data.tokens import write_token_shards
     from infir.model.tokenizer import load_tokenizer
-    from infir.train.tokenized import write_token_shards
 
     tok = load_tokenizer(tokenizer_dir)
     root = tmp_path_factory.mktemp("tokens")

@@ -1,4 +1,5 @@
-"""The anneal phase's few-shot generation hook runs a saved model through infir.eval and grades answers."""
+"""The anneal phase's few-shot generation hook runs a saved model through the eval task in base mode,
+with exactly the prompts of the base-model evaluation (Table 1)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,26 @@ import json
 
 import torch
 
+from infir.eval.tasks import get_task
 from infir.model.hf_io import save_model
 from infir.model.llama import PRESETS, Llama
-from infir.train.generation_eval import few_shot_generation_eval, few_shot_prompt
+from infir.train.generation_eval import task_generation_eval
 
 
-def test_few_shot_generation_eval_scores_a_saved_model(tmp_path, tokenizer_dir) -> None:
+def test_generation_eval_uses_the_base_model_eval_prompts(tmp_path, tokenizer_dir) -> None:
     from infir.model.tokenizer import load_tokenizer
 
     torch.manual_seed(0)
     save_model(Llama(PRESETS["micro"]), tmp_path / "m", tokenizer=load_tokenizer(tokenizer_dir))
-    task = tmp_path / "gsm8k_like.jsonl"
-    rows = [{"question": f"one plus {i}", "answer": f"one plus {i} is {i + 1}\n#### {i + 1}"} for i in range(4)]
-    task.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert few_shot_prompt([("q1", "a1", "1")], "q2") == "Question: q1\nAnswer: a1\n\nQuestion: q2\nAnswer:"
-    results = few_shot_generation_eval(tmp_path / "m", [str(task)], limit=2, shots=2, max_new_tokens=4)
-    assert list(results) == ["gsm8k_like/gen_acc"] and 0.0 <= results["gsm8k_like/gen_acc"] <= 1.0
+    data = tmp_path / "bench"
+    (data / "gsm8k").mkdir(parents=True)
+    rows = [{"question": f"one plus {i}", "answer": f"one plus {i} is {i + 1}\n#### {i + 1}"} for i in range(10)]
+    for split in ("train", "test"):
+        (data / "gsm8k" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # by name (with the benchmarks folder) and by the task's test file
+    for ref, ddir in (("gsm8k", data), (str(data / "gsm8k" / "test.jsonl"), None)):
+        out = tmp_path / f"out-{ddir is None}"
+        results = task_generation_eval(tmp_path / "m", [ref], limit=2, out_dir=out, data_dir=ddir, max_new_tokens=4)
+        assert list(results) == ["gsm8k/gen_acc"] and 0.0 <= results["gsm8k/gen_acc"] <= 1.0
+        prompts = [json.loads(line)["prompt"] for line in (out / "gsm8k" / "samples.jsonl").read_text().splitlines()]
+        assert prompts == [s.prompt for s in get_task("gsm8k", "base").load(data, "base", 2)]

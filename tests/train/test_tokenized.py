@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from infir.data.tokens import TokenStream, write_token_shards
 from infir.train.loss import IGNORE_INDEX
-from infir.train.tokenized import PackedLoader, TokenStream, pack_row, write_token_shards
+from infir.train.tokenized import PackedLoader, pack_row
 
 
 def test_shards_hold_documents_with_eos_and_quarantine_bad_records(tmp_path, tokenizer_dir) -> None:

@@ -29,7 +29,7 @@ def extract_code(response: str) -> str:
 
 def run_tests(programs: Sequence[str], timeout_s: float = 10.0) -> list[str]:
     """Sandbox status (passed/failed/timeout/error) of each program."""
-    from infir.eval.sandbox import run_programs
+    from infir.sandbox import run_programs
 
     return [r.status for r in run_programs(list(programs), timeout_s=timeout_s)]
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from infir.eval.tasks.base import Mode, Sample, Task, limit_rows, load_hub_rows, require_file
+from infir.eval.tasks.base import Mode, Sample, Source, Task, limit_rows
 from infir.eval.tasks.code import code_metrics, extract_code, grade_programs
-from infir.utils.io import read_jsonl
 
 # Codex paper stop sequences: a new top-level statement ends the function body.
 BASE_STOPS = ["\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint(", "\nassert "]
@@ -16,16 +15,14 @@ CHAT_INSTRUCTION = (
 )
 
 
+SOURCE = Source(
+    "HumanEval", files={"test": ("humaneval/HumanEval.jsonl.gz", "humaneval/HumanEval.jsonl")},
+    hub="openai/openai_humaneval",
+)
+
+
 def _rows(data_dir: Path | None) -> list[dict[str, Any]]:
-    if data_dir is None:
-        return load_hub_rows("openai/openai_humaneval", None, "test")
-    return list(
-        read_jsonl(
-            require_file(
-                data_dir / "humaneval" / "HumanEval.jsonl.gz", "HumanEval", "openai/openai_humaneval"
-            )
-        )
-    )
+    return SOURCE.rows(data_dir, "test")
 
 
 def load(data_dir: Path | None, mode: Mode, limit: int | None) -> list[Sample]:
@@ -63,6 +60,10 @@ def grade(sample: Sample, completions: list[str]) -> dict[str, Any]:
     return grade_programs([program(sample, c) for c in completions])
 
 
+def contamination(data_dir: Path | None) -> list[str]:
+    return [r["prompt"] + r["canonical_solution"] for r in _rows(data_dir)]
+
+
 TASK = Task(
     "humaneval",
     "generate",
@@ -70,5 +71,7 @@ TASK = Task(
     grade,
     code_metrics,
     "HumanEval (164), pass@k in the sandbox",
+    source=SOURCE,
+    contamination=contamination,
     grade_in_threads=True,
 )

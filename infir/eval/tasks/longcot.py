@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from infir.eval.grading import extract_answer, math_equal
-from infir.eval.tasks.base import Mode, Sample, Task, accuracy, limit_rows, load_hub_rows
+from infir.eval.tasks.base import Mode, Sample, Source, Task, accuracy, limit_rows
 from infir.eval.tasks.mmmu import LETTERS, extract_choice, mmmu_prompt
-from infir.utils.io import read_jsonl
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 HUB = {
@@ -26,17 +25,15 @@ HUB = {
 }
 
 
+SOURCES = {
+    name: Source(name, files={"test": (f"longcot/{name}.jsonl", f"{name}/test.jsonl")}, hub=hub,
+                 config="gpqa_diamond" if name == "gpqa" else None, hub_splits={"test": split})
+    for name, (hub, split) in HUB.items()
+}
+
+
 def _rows(name: str, data_dir: Path | None) -> list[dict[str, Any]]:
-    if data_dir is None:
-        dataset, split = HUB[name]
-        return load_hub_rows(dataset, "gpqa_diamond" if name == "gpqa" else None, split)
-    for path in (data_dir / "longcot" / f"{name}.jsonl", data_dir / name / "test.jsonl"):
-        if path.exists():
-            return list(read_jsonl(path))
-    raise FileNotFoundError(
-        f"{name}: put its JSONL at {data_dir / 'longcot' / (name + '.jsonl')} or "
-        f"{data_dir / name / 'test.jsonl'} (hub: {HUB[name][0]})"
-    )
+    return SOURCES[name].rows(data_dir, "test")
 
 
 def _field(row: dict[str, Any], *names: str) -> Any:
@@ -115,10 +112,23 @@ def grade_gpqa(sample: Sample, completions: list[str]) -> dict[str, Any]:
     return {"extracted": choice, "correct": choice == sample.reference}
 
 
+def math_contamination(name: str):
+    def texts(data_dir: Path | None) -> list[str]:
+        return [str(_field(r, "problem", "question", "Question")) for r in _rows(name, data_dir)]
+
+    return texts
+
+
+def gpqa_contamination(data_dir: Path | None) -> list[str]:
+    return [str(_field(r, "Question", "question")) for r in _rows("gpqa", data_dir)]
+
+
 TASKS = {
-    name: Task(name, "generate", math_loader(name), grade_math, accuracy, f"{name} (long CoT, local JSONL)")
+    name: Task(name, "generate", math_loader(name), grade_math, accuracy, f"{name} (long CoT, local JSONL)",
+               source=SOURCES[name], contamination=math_contamination(name))
     for name in ("aime24", "amc23", "olympiadbench")
 }
 TASKS["gpqa"] = Task(
-    "gpqa", "generate", load_gpqa, grade_gpqa, accuracy, "GPQA diamond (long CoT, local JSONL)"
+    "gpqa", "generate", load_gpqa, grade_gpqa, accuracy, "GPQA diamond (long CoT, local JSONL)",
+    source=SOURCES["gpqa"], contamination=gpqa_contamination,
 )

@@ -10,30 +10,27 @@ from pathlib import Path
 from typing import Any
 
 from infir.eval.grading import extract_answer, math_equal
-from infir.eval.tasks.base import Mode, Sample, Task, accuracy, limit_rows, load_hub_rows, require_file
-from infir.utils.io import read_jsonl
+from infir.eval.tasks.base import Mode, NllItems, Sample, Source, Task, accuracy, limit_rows
 
 NUM_SHOTS = 4
 CHAT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 BASE_STOPS = ["\n\nProblem:", "Problem:"]
 
 
+MATH_SOURCE = Source(
+    "MATH",
+    files={"test": ("math/test.jsonl.gz", "math/test.jsonl"), "train": ("math/train.jsonl.gz", "math/train.jsonl")},
+    hub="EleutherAI/hendrycks_math",
+)
+MATH500_SOURCE = Source("MATH-500", files={"test": ("math/math500_test.jsonl",)}, hub="HuggingFaceH4/MATH-500")
+
+
 def _math_rows(data_dir: Path | None, split: str) -> list[dict[str, Any]]:
-    if data_dir is None:
-        return load_hub_rows("EleutherAI/hendrycks_math", None, split)
-    return list(
-        read_jsonl(require_file(data_dir / "math" / f"{split}.jsonl.gz", "MATH", "EleutherAI/hendrycks_math"))
-    )
+    return MATH_SOURCE.rows(data_dir, split)
 
 
 def _math500_rows(data_dir: Path | None) -> list[dict[str, Any]]:
-    if data_dir is None:
-        return load_hub_rows("HuggingFaceH4/MATH-500", None, "test")
-    return list(
-        read_jsonl(
-            require_file(data_dir / "math" / "math500_test.jsonl", "MATH-500", "HuggingFaceH4/MATH-500")
-        )
-    )
+    return MATH500_SOURCE.rows(data_dir, "test")
 
 
 def base_prompt(problem: str, shots: list[dict[str, Any]]) -> str:
@@ -76,5 +73,37 @@ def grade(sample: Sample, completions: list[str]) -> dict[str, Any]:
     return {"extracted": extracted, "correct": math_equal(extracted, sample.reference)}
 
 
-MATH = Task("math", "generate", load_math, grade, accuracy, "MATH test (5,000)")
-MATH500 = Task("math500", "generate", load_math500, grade, accuracy, "MATH-500 (PRM800K test split)")
+def _texts(rows: list[dict[str, Any]]) -> list[str]:
+    return [r["problem"] + "\n" + r.get("solution", "") for r in rows]
+
+
+def contamination_math(data_dir: Path | None) -> list[str]:
+    """The full MATH test set (MATH-500 is a subset of it)."""
+    return _texts(_math_rows(data_dir, "test"))
+
+
+def contamination_math500(data_dir: Path | None) -> list[str]:
+    return _texts(_math500_rows(data_dir))
+
+
+def _nll(rows: list[dict[str, Any]]) -> NllItems:
+    return NllItems(answers=[(f"Problem: {r['problem']}\nSolution:", f" {r['solution']}") for r in rows])
+
+
+def nll_math(data_dir: Path | None, limit: int) -> NllItems:
+    return _nll(_math_rows(data_dir, "test")[:limit])
+
+
+def nll_math500(data_dir: Path | None, limit: int) -> NllItems:
+    return _nll(_math500_rows(data_dir)[:limit])
+
+
+def to_chat(row: dict[str, Any]) -> list[dict[str, str]]:
+    return [*chat_messages(row["problem"]), {"role": "assistant", "content": row["solution"]}]
+
+
+MATH = Task("math", "generate", load_math, grade, accuracy, "MATH test (5,000)", source=MATH_SOURCE,
+            contamination=contamination_math, nll_items=nll_math, to_chat=to_chat)
+MATH500 = Task("math500", "generate", load_math500, grade, accuracy, "MATH-500 (PRM800K test split)",
+               source=MATH500_SOURCE, contamination=contamination_math500, nll_items=nll_math500, to_chat=to_chat)
+TASKS = [MATH, MATH500]

@@ -8,26 +8,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from infir.eval.tasks.base import Mode, Sample, Task, limit_rows, load_hub_rows, require_file
+from infir.eval.tasks.base import Mode, Sample, Source, Task, limit_rows, load_hub_rows
 from infir.eval.tasks.code import code_metrics, extract_code, grade_programs
-from infir.utils.io import read_jsonl
 
 TEST_IDS = range(11, 511)
 SHOT_IDS = (2, 3, 4)
 BASE_STOPS = ["[DONE]"]
 
 
+SOURCE = Source("MBPP", files={"all": ("mbpp/mbpp.jsonl",)}, hub="google-research-datasets/mbpp", config="full")
+
+
 def _rows(data_dir: Path | None) -> dict[int, dict[str, Any]]:
+    """Every MBPP task by id (the local file holds all 974; the hub splits them four ways)."""
     if data_dir is None:
         rows = []
         for split in ("train", "test", "validation", "prompt"):
-            rows += load_hub_rows("google-research-datasets/mbpp", "full", split)
+            rows += load_hub_rows(SOURCE.hub or "", SOURCE.config, split)
     else:
-        rows = list(
-            read_jsonl(
-                require_file(data_dir / "mbpp" / "mbpp.jsonl", "MBPP", "google-research-datasets/mbpp")
-            )
-        )
+        rows = SOURCE.rows(data_dir, "all")
     return {int(r["task_id"]): r for r in rows}
 
 
@@ -80,6 +79,13 @@ def grade(sample: Sample, completions: list[str]) -> dict[str, Any]:
     return grade_programs([program(sample, c) for c in completions])
 
 
+def contamination(data_dir: Path | None) -> list[str]:
+    """The test tasks (11-510): statement, reference code and tests."""
+    rows = _rows(data_dir)
+    return [rows[i]["text"] + "\n" + rows[i]["code"] + "\n" + "\n".join(rows[i]["test_list"])
+            for i in TEST_IDS if i in rows]
+
+
 TASK = Task(
     "mbpp",
     "generate",
@@ -87,5 +93,7 @@ TASK = Task(
     grade,
     code_metrics,
     "MBPP test (tasks 11-510), 3-shot base / 0-shot chat",
+    source=SOURCE,
+    contamination=contamination,
     grade_in_threads=True,
 )

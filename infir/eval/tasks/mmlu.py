@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from infir.eval.tasks.base import Mode, Sample, Task, load_hub_rows, require_file
+from infir.eval.tasks.base import Mode, NllItems, Sample, Source, Task, load_hub_rows
 from infir.eval.tasks.mmmu import LETTERS, extract_choice, mmmu_prompt
 
 NUM_SHOTS = 5
 CHOICES = [" A", " B", " C", " D"]
+# One CSV per subject with a header row question,choice0..choice3,answer (0-3 index) in each split folder.
+SOURCE = Source("MMLU", files={"test": ("mmlu/test",), "dev": ("mmlu/dev",)}, hub="cais/mmlu", config="all")
 
 
 def _read_csv(path: Path) -> list[dict[str, Any]]:
@@ -36,12 +38,17 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
 def _subjects(data_dir: Path | None, split: str) -> dict[str, list[dict[str, Any]]]:
     if data_dir is None:
         out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for r in load_hub_rows("cais/mmlu", "all", split):
+        for r in load_hub_rows(SOURCE.hub or "", SOURCE.config, split):
             out[r["subject"]].append(
                 {"question": r["question"], "choices": list(r["choices"]), "answer": int(r["answer"])}
             )
         return dict(out)
-    folder = require_file(data_dir / "mmlu" / split, "MMLU", "cais/mmlu (all)")
+    folder = SOURCE.path(Path(data_dir), split)
+    if folder is None:
+        raise FileNotFoundError(
+            f"MMLU ({split}): {Path(data_dir) / 'mmlu' / split} not found. Pass --data-dir pointing at a folder "
+            f"in the shared/data layout, or get it from the Hugging Face hub: {SOURCE.hub} (all)"
+        )
     return {p.name[: -len(f"_{split}.csv")]: _read_csv(p) for p in sorted(folder.glob(f"*_{split}.csv"))}
 
 
@@ -136,7 +143,20 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-TASK = Task("mmlu", "loglik", load, grade_scores, aggregate, "MMLU (57 subjects), 5-shot log-likelihood")
-CHAT_TASK = Task(
-    "mmlu", "generate", load, grade_reply, aggregate, "MMLU zero-shot, letter extracted from the reply"
-)
+def contamination(data_dir: Path | None) -> list[str]:
+    return [" ".join([r["question"], *r["choices"]]) for rows in _subjects(data_dir, "test").values() for r in rows]
+
+
+def nll_items(data_dir: Path | None, limit: int) -> NllItems:
+    """Question -> each option's text (eq. 2 of §2.3.1), `limit` items spread evenly over the subjects."""
+    items = [(f"Question: {r['question']}\nAnswer:", [f" {c}" for c in r["choices"]], int(r["answer"]))
+             for _, rows in sorted(_subjects(data_dir, "test").items()) for r in rows]
+    step = max(1, len(items) // limit) if limit else 1
+    return NllItems(choices=items[::step][:limit])
+
+
+TASK = Task("mmlu", "loglik", load, grade_scores, aggregate, "MMLU (57 subjects), 5-shot log-likelihood",
+            source=SOURCE, contamination=contamination, nll_items=nll_items, modes=("base",))
+CHAT_TASK = Task("mmlu", "generate", load, grade_reply, aggregate, "MMLU zero-shot, letter extracted from the reply",
+                 source=SOURCE, contamination=contamination, nll_items=nll_items, modes=("chat",))
+TASKS = [TASK, CHAT_TASK]

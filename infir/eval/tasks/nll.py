@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from infir.eval.tasks import gsm8k
 from infir.eval.tasks.base import Mode, Sample, Task, limit_rows
 from infir.utils.io import read_jsonl
 
@@ -36,9 +37,8 @@ def _texts(data_dir: Path | None) -> list[str]:
     if wiki.exists():
         lines = [line.strip() for line in wiki.read_text(encoding="utf-8").splitlines()]
         return [line for line in lines if len(line) > 200 and not line.startswith("=")]
-    gsm8k = data_dir / "gsm8k" / "test.jsonl"
-    if gsm8k.exists():
-        return [f"Question: {r['question']}\nAnswer: {r['answer']}" for r in read_jsonl(gsm8k)]
+    if gsm8k.SOURCE.path(data_dir, "test") is not None:
+        return [prompt + answer for prompt, answer in gsm8k.nll_items(data_dir, 10**9).answers]
     raise FileNotFoundError(
         f"nll: no held-out text under {data_dir} (nll/, corpus/wikitext-2/test.txt, gsm8k/test.jsonl)"
     )

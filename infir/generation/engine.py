@@ -8,19 +8,9 @@ from typing import Any
 
 import torch
 
-from infir.eval.generation import (
-    Completion,
-    IncrementalDetokenizer,
-    LocalGenerator,
-    OnToken,
-    Prompt,
-    SamplingParams,
-    encode_prompt,
-    eos_ids_for,
-    find_stop,
-    per_request,
-)
-from infir.eval.static_decode import GraphedDecodeStep, StaticDecodeStep
+from infir.generation.base import Completion, LocalGenerator, OnToken, Prompt, SamplingParams, per_request
+from infir.generation.static_decode import GraphedDecodeStep, StaticDecodeStep
+from infir.generation.text import IncrementalDetokenizer, encode_prompt, eos_ids_for, find_stop
 
 
 def sample_next(
@@ -147,7 +137,7 @@ class InfirGenerator(LocalGenerator):
     def loglikelihood(
         self, requests: Sequence[tuple[str, str]], batch_size: int = 8
     ) -> list[tuple[float, int]]:
-        from infir.eval.loglik import loglikelihoods
+        from infir.generation.loglik import loglikelihoods
 
         return loglikelihoods(
             self._logits_fn,

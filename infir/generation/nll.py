@@ -15,11 +15,11 @@ def per_token_nll(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: 
     from infir.model.llama import Llama
 
     if isinstance(model, Llama):
-        from infir.eval.infir_engine import InfirGenerator
+        from infir.generation.engine import InfirGenerator
 
         scorer: Any = InfirGenerator(model, tokenizer, eos_ids=set())
     else:
-        from infir.eval.hf_backend import HFGenerator
+        from infir.generation.hf import HFGenerator
 
         scorer = HFGenerator(model, tokenizer, eos_ids=set())
     scores = scorer.loglikelihood([("", t) for t in texts], batch_size=batch_size)

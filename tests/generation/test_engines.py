@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infir.eval.generation import Completion, SamplingParams, load_generator
-from infir.eval.infir_engine import InfirGenerator
+from infir.generation import Completion, SamplingParams, load_generator
+from infir.generation.engine import InfirGenerator
 
 PROMPTS = [
     "Question: what is 2",
@@ -32,7 +32,7 @@ def test_left_padded_batch_equals_one_by_one(gen: InfirGenerator) -> None:
 
 
 def test_matches_transformers_generate(gen: InfirGenerator, tiny_model_dir) -> None:
-    from infir.eval.hf_backend import HFGenerator
+    from infir.generation.hf import HFGenerator
 
     hf = HFGenerator.from_pretrained(tiny_model_dir, device="cpu")
     hf.eos_ids = gen.eos_ids
@@ -110,7 +110,7 @@ def test_per_token_nll_same_for_infir_and_transformers(gen: InfirGenerator, tiny
     import torch
     from transformers import AutoModelForCausalLM
 
-    from infir.eval.nll import per_token_nll
+    from infir.generation.nll import per_token_nll
 
     texts = ["The quick brown fox jumps over the lazy dog.", "def add(a, b):\n    return a + b\n"]
     ours = per_token_nll(gen.model, gen.tokenizer, texts)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from infir.eval.sandbox import isolation_mode, run_program, run_programs
+from infir.sandbox import isolation_mode, run_program, run_programs
 
 NS = pytest.mark.skipif(
     not (sys.platform == "linux" and os.geteuid() == 0), reason="namespace sandbox needs root on Linux"
@@ -186,7 +186,7 @@ def test_interpreter_living_under_tmp_keeps_namespaces() -> None:
     purelib = next(venv.glob("lib/python*/site-packages"))
     repo = Path(__file__).resolve().parents[1]
     (purelib / "outer.pth").write_text("\n".join([str(repo), *site.getsitepackages()]) + "\n")
-    code = "from infir.eval.sandbox import isolation_mode; print(isolation_mode())"
+    code = "from infir.sandbox import isolation_mode; print(isolation_mode())"
     out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=120)
     shutil.rmtree(venv, ignore_errors=True)
     assert out.stdout.strip() == "namespaces", out.stderr[-2000:]

@@ -8,18 +8,8 @@ from typing import Any
 
 import torch
 
-from infir.eval.generation import (
-    Completion,
-    IncrementalDetokenizer,
-    LocalGenerator,
-    OnToken,
-    Prompt,
-    SamplingParams,
-    encode_prompt,
-    eos_ids_for,
-    find_stop,
-    per_request,
-)
+from infir.generation.base import Completion, LocalGenerator, OnToken, Prompt, SamplingParams, per_request
+from infir.generation.text import IncrementalDetokenizer, encode_prompt, eos_ids_for, find_stop
 
 
 class HFGenerator(LocalGenerator):
@@ -69,7 +59,7 @@ class HFGenerator(LocalGenerator):
     def loglikelihood(
         self, requests: Sequence[tuple[str, str]], batch_size: int = 8
     ) -> list[tuple[float, int]]:
-        from infir.eval.loglik import loglikelihoods
+        from infir.generation.loglik import loglikelihoods
 
         return loglikelihoods(
             self._logits_fn, self.tokenizer, requests, batch_size=batch_size, device=self.device

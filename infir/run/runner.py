@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from infir import __version__
-from infir.recipe import Recipe, RecipeError, config_hash, load_recipe
-from infir.stages import STAGES, StageContext
+from infir.run.recipe import Recipe, RecipeError, config_hash, load_recipe
+from infir.run.stages import STAGES, StageContext
 from infir.utils.io import atomic_write_json, read_json
 from infir.utils.log import get_logger
 
@@ -93,6 +93,11 @@ def run_recipe(recipe_path: str | Path, runs_dir: str | Path = "runs", from_stag
     if data_dir is not None and not data_dir.is_dir():
         log.error(f"--data-dir {data_dir}: no such folder")
         raise SystemExit(2)
+    if recipe.tasks_dirs:
+        from infir.eval.tasks import add_tasks_dir
+
+        for folder in recipe.tasks_dirs:
+            add_tasks_dir(folder)
     manifest = Manifest.open(run_dir, recipe, recipe_path)
     ctx = StageContext(run_dir=run_dir, recipe=recipe, data_dir=data_dir)
     log.info(f"run '{recipe.name}' in {run_dir} — stages: {' → '.join(names)}"
@@ -132,7 +137,7 @@ def run_recipe(recipe_path: str | Path, runs_dir: str | Path = "runs", from_stag
                                     "summary": summary})
         log.info(f"[{spec.name}] done in {seconds:.1f} s")
 
-    from infir.report import write_report
+    from infir.run.report import write_report
 
     manifest.data["total_seconds_last_invocation"] = round(time.time() - t_run, 2)
     manifest.save()

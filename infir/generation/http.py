@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from infir.eval.generation import Completion, Message, OnToken, Prompt, SamplingParams, per_request
+from infir.generation.base import Completion, Message, OnToken, Prompt, SamplingParams, per_request
 
 
 class OpenAIGenerator:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infir.recipe import RecipeError, load_recipe, parse_recipe
+from infir.run.recipe import RecipeError, load_recipe, parse_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 

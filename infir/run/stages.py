@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infir.recipe import Recipe
+from infir.run.recipe import Recipe
 from infir.utils.io import open_text, write_jsonl
 from infir.utils.log import get_logger
 
@@ -152,8 +152,8 @@ def tokenize_by_domain(records: Iterator[dict], tokenizer_dir: Path, out_dir: Pa
 
     Each source folder is written atomically; a rerun after a crash redoes only missing domains.
     """
+    from infir.data.tokens import write_token_shards
     from infir.model.tokenizer import load_tokenizer
-    from infir.train.tokenized import write_token_shards
 
     by_domain: dict[str, list[dict]] = {}
     for rec in records:
@@ -204,20 +204,16 @@ def run_anneal_stage(ctx: StageContext) -> dict[str, Any]:
 
 
 def _sft_records(ctx: StageContext) -> Path | None:
-    """SFT data: the embedded math problems as chats (and the real SFT seeds with --data-dir)."""
-    from infir.eval.tasks.gsm8k import CHAT_INSTRUCTION
+    """SFT data: the embedded math problems as chats in the GSM8K task's own zero-shot prompt
+    (and the real SFT seeds with --data-dir)."""
+    from infir.eval.tasks import get_task
 
+    to_chat = get_task("gsm8k", "chat").to_chat
+    assert to_chat is not None
     path = ctx.stage_dir("sft") / "data" / "math_chats.jsonl"
-    rows = []
     source = ctx.stage_dir("corpus") / "math_train.jsonl"
-    for line in source.read_text().splitlines() if source.exists() else []:
-        ex = json.loads(line)
-        # The same instruction the chat-mode GSM8K eval uses; the answer keeps its "#### N" line and
-        # also states it in the \boxed{} form that instruction asks for.
-        final = ex["answer"].rsplit("####", 1)[-1].strip()
-        rows.append({"messages": [{"role": "user", "content": f"{CHAT_INSTRUCTION}\n\n{ex['question']}"},
-                                  {"role": "assistant", "content": f"{ex['answer']}\nThe answer is \\boxed{{{final}}}."}],
-                     "domain": "math"})
+    rows = [{"messages": to_chat(json.loads(line)), "domain": "math"}
+            for line in (source.read_text().splitlines() if source.exists() else [])]
     if not rows:
         return None
     write_jsonl(path, rows)

@@ -1,6 +1,6 @@
 """PID 1 of a sandbox: builds a minimal read-only root, then runs the program as an unprivileged user.
 
-Started by `infir.eval.sandbox` as
+Started by `infir.sandbox.runner` as
 `unshare --net --mount --pid --ipc --uts --fork --kill-child --propagation private
  python -I -S sandbox_init.py SPEC_JSON` (stdlib only, fast start). It runs as real root inside fresh
 namespaces and:

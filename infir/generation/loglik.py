@@ -13,7 +13,7 @@ LogitsAt = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], to
 
 def split_tokens(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """Context ids (with BOS) and continuation ids, tokenized together where the boundary allows."""
-    from infir.eval.generation import encode_prompt
+    from infir.generation.text import encode_prompt
 
     ctx = encode_prompt(tokenizer, context)
     whole = encode_prompt(tokenizer, context + continuation)

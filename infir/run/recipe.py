@@ -64,6 +64,8 @@ class Recipe(BaseModel):
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9._-]+$")
     seed: int = 0
+    # Folders of the user's own eval task files (infir.eval.tasks): evaluated, decontaminated against, ...
+    tasks_dirs: list[Path] = Field(default_factory=list)
     corpus: CorpusStage = Field(default_factory=CorpusStage)
     curate: CurateConfig | None = None
     tokenizer: TokenizerStage | None = None

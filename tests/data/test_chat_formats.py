@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from infir.sft.formats import read_conversations, record_to_conversations
+from infir.data.chats import read_conversations, record_to_conversations
 
 
 def _write_jsonl(path, rows):

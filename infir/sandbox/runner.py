@@ -6,7 +6,7 @@ Each program runs in its own process tree, in a fresh temporary working director
   root where everything but the working dir, /tmp and /dev/shm (small tmpfs) is read-only and the host's
   other files are not mounted at all, its own PID namespace (every descendant dies with it), and a unique
   unprivileged uid (so RLIMIT_NPROC caps fork bombs and nothing outside is writable or killable).
-  See `sandbox_init.py`.
+  See `init.py`.
 - rlimits: CPU time, address space, file size, open files, processes.
 - a wall-clock timeout that SIGKILLs the whole process group (and with it the namespace).
 
@@ -43,9 +43,10 @@ from infir.utils.log import get_logger
 
 log = get_logger(__name__)
 
+__all__ = ["SandboxResult", "STATUSES", "isolation_mode", "run_program", "run_programs"]
 STATUSES = ("passed", "failed", "timeout", "error")
-SETUP_ERROR = 197  # keep equal to sandbox_init.SETUP_ERROR
-_INIT = Path(__file__).with_name("sandbox_init.py")
+SETUP_ERROR = 197  # keep equal to init.SETUP_ERROR
+_INIT = Path(__file__).with_name("init.py")
 
 
 @dataclass

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from infir.eval.generation import SamplingParams, load_generator
-from infir.eval.http_backend import OpenAIGenerator
+from infir.generation import SamplingParams, load_generator
+from infir.generation.http import OpenAIGenerator
 
 PROMPTS = ["Question: what is 2", "def add(a", "Natalia"]
 
