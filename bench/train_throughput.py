@@ -30,7 +30,6 @@ from infir.model.llama import PRESETS, Llama
 from infir.train.config import TrainConfig
 from infir.train.distributed import DistEnv
 from infir.train.loop import build_optimizer, train
-from infir.train.schedule import lr_at
 from infir.train.tokenized import pack_row
 
 H100_PEAK_FLOPS = 989e12
@@ -78,7 +77,7 @@ def run_infir(model: Llama, batches: list, cfg: TrainConfig, env: DistEnv, warmu
 def run_hf(hf, batches: list, cfg: TrainConfig, env: DistEnv, warmup: int, bf16: bool) -> tuple[float, list[float]]:
     """The same optimizer and schedule around LlamaForCausalLM with full logits (what users run)."""
     hf.to(env.device).train()
-    opt = build_optimizer(hf, cfg, env)
+    opt = build_optimizer(hf.parameters(), cfg.optimizer, env.device, env.distributed)
     losses, times, tokens = [], [], 0
     autocast = torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=bf16)
     for step, batch in enumerate(batches):
@@ -86,14 +85,13 @@ def run_hf(hf, batches: list, cfg: TrainConfig, env: DistEnv, warmup: int, bf16:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, lr=cfg.lr, total_steps=len(batches), warmup_steps=cfg.warmup_steps,
-                            schedule=cfg.schedule)
+            g["lr"] = cfg.schedule.lr_at(step, cfg.optimizer.lr, len(batches))
         ids, labels = batch["input_ids"].to(env.device), batch["labels"].to(env.device)
         with autocast:
             logits = hf(input_ids=ids).logits
         loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten())
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(hf.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(hf.parameters(), cfg.optimizer.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
@@ -155,10 +153,10 @@ def main() -> None:
 
     def cfg_for(mb: int, compile_: bool, constant: bool = False) -> TrainConfig:
         return TrainConfig(model=preset, seq_len=seq, micro_batch_size=mb, global_batch_size=mb, max_steps=1,
-                           lr=1e-4 if constant else 1.4e-3, warmup_steps=0 if constant else 10,
-                           schedule="constant" if constant else "wsd", compile=compile_,
-                           activation_checkpointing=args.activation_checkpointing, checkpoint_interval=0,
-                           tensorboard=False)
+                           optimizer={"lr": 1e-4 if constant else 1.4e-3},
+                           schedule={"kind": "constant" if constant else "wsd", "warmup_steps": 0 if constant else 10},
+                           runtime={"compile": compile_, "activation_checkpointing": args.activation_checkpointing},
+                           checkpoint={"interval": 0}, logging={"tensorboard": False})
 
     results: dict[str, float] = {}
     # 1) infir, packed documents with document masking (flex attention on GPU), at each micro-batch

@@ -32,11 +32,16 @@ def run_command(
     ),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run directories go."),
     only: str | None = typer.Option(None, "--only", help="Run just these stages (comma-separated)."),
+    overlay: list[Path] = typer.Option([], "--overlay", help="YAML deep-merged over the recipe (e.g. a miniature "
+                                       "overlay that changes sizes and paths); repeatable, applied in order."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a recipe field: key=value, e.g. "
+                                        "pretrain.max_steps=10 (repeatable)."),
 ) -> None:
     """Run a whole recipe stage by stage; finished stages are skipped on rerun."""
     from infir.run import run_recipe
 
-    run_recipe(recipe, runs_dir=runs_dir, from_stage=from_stage, data_dir=data_dir, only=only)
+    run_recipe(recipe, runs_dir=runs_dir, from_stage=from_stage, data_dir=data_dir, only=only, overlays=overlay,
+               overrides=overrides)
 
 
 app.add_typer(data_app, name="data", help="Corpus curation: filters, recall, dedup, quality, decontamination.")
@@ -51,7 +56,13 @@ app.command("export", help="Export a model to Hugging Face or GGUF format.")(exp
 
 
 def main() -> None:
-    app()
+    from infir.utils.config import ConfigError
+
+    try:
+        app()
+    except ConfigError as e:  # a bad config file or --set, on any subcommand: the message, no traceback
+        typer.echo(f"infir: {e}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

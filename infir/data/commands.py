@@ -10,15 +10,12 @@ import typer
 app = typer.Typer(no_args_is_help=True)
 
 
-def _load_config(path: Path | None):
+def _load_config(path: Path | None, overrides: list[str]):
+    """CurateConfig from a YAML file (or a recipe's `curate:` section) plus `--set` overrides."""
     from infir.data.config import CurateConfig
+    from infir.utils.config import load_config
 
-    if path is None:
-        return CurateConfig()
-    import yaml
-
-    raw = yaml.safe_load(path.read_text()) or {}
-    return CurateConfig.model_validate(raw.get("curate", raw))
+    return load_config(CurateConfig, path, section="curate", overrides=overrides)
 
 
 @app.command("curate")
@@ -27,7 +24,8 @@ def curate(
         ..., "--input", "-i", help="JSONL(.gz/.zst), Parquet, WARC/WET files or folders."
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder: shards, stats.json, rejects/."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML with CurateConfig fields."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML with CurateConfig fields (or a recipe)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config field: key=value (repeatable)."),
     benchmarks: Path | None = typer.Option(
         None,
         "--benchmarks",
@@ -47,7 +45,7 @@ def curate(
     for folder in tasks_dir:
         add_tasks_dir(folder)
 
-    cfg = _load_config(config)
+    cfg = _load_config(config, overrides)
     stats = run_curate(cfg, inputs, output, benchmarks_dir=benchmarks, executor=executor, workers=workers)
     summary = {k: stats[k] for k in ("input_records", "kept", "quarantined")}
     summary["dropped"] = sum(stats["dropped"].values())

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from infir.data.builtin_corpus import BuiltinCorpusConfig
 from infir.data.config import CurateConfig
 from infir.sft.config import SFTConfig
 from infir.train.config import TrainConfig
+from infir.utils.config import ConfigError, apply_overrides, deep_merge, read_yaml, validate
 
 
 class CorpusStage(BaseModel):
@@ -80,38 +81,29 @@ class Recipe(BaseModel):
         return value.model_dump(mode="json") if isinstance(value, BaseModel) else {"value": value}
 
 
-class RecipeError(ValueError):
+class RecipeError(ConfigError):
     """A recipe that cannot run; the message names each bad field and what was expected."""
-
-
-def _describe(err: ValidationError, source: str) -> str:
-    lines = [f"invalid recipe {source}:"]
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        got = e.get("input")
-        shown = "" if isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"  - {where}: {e['msg']}{shown}")
-    return "\n".join(lines)
 
 
 def parse_recipe(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
     try:
-        return Recipe.model_validate(data)
-    except ValidationError as e:
-        raise RecipeError(_describe(e, source)) from None
+        return validate(Recipe, data, f"recipe {source}")
+    except ConfigError as e:
+        raise RecipeError(str(e)) from None
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"recipe not found: {path}")
+def load_recipe(path: str | Path, overlays: Sequence[str | Path] = (), overrides: Sequence[str] = ()) -> Recipe:
+    """A recipe file, with overlays deep-merged over it in order (a miniature overlay changes sizes and local
+    paths) and `--set key=value` overrides applied last; validated before any work."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise RecipeError(f"invalid recipe {path}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"invalid recipe {path}: expected a mapping at the top level, got {type(data).__name__}")
-    return parse_recipe(data, str(path))
+        data = read_yaml(path)
+        for overlay in overlays:
+            data = deep_merge(data, read_yaml(overlay))
+        data = apply_overrides(data, overrides)
+    except ConfigError as e:
+        raise RecipeError(str(e).replace("config file not found", "recipe not found")) from None
+    source = str(path) + "".join(f" + {o}" for o in overlays)
+    return parse_recipe(data, source)
 
 
 def config_hash(obj: Any) -> str:

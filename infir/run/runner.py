@@ -16,6 +16,7 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,11 +73,12 @@ class Manifest:
 
 
 def run_recipe(recipe_path: str | Path, runs_dir: str | Path = "runs", from_stage: str | None = None,
-               data_dir: str | Path | None = None, only: str | None = None) -> Path:
-    """Run (or resume) a recipe; returns the run directory."""
+               data_dir: str | Path | None = None, only: str | None = None,
+               overlays: Sequence[str | Path] = (), overrides: Sequence[str] = ()) -> Path:
+    """Run (or resume) a recipe (+ overlays, + `--set` overrides); returns the run directory."""
     recipe_path = Path(recipe_path)
     try:
-        recipe = load_recipe(recipe_path)
+        recipe = load_recipe(recipe_path, overlays, overrides)
     except RecipeError as e:
         log.error(str(e))
         raise SystemExit(2) from None

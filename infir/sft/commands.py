@@ -18,34 +18,25 @@ import typer
 
 
 def load_sft_config(recipe: Path | None, section: str, long_cot: bool, overrides: list[str]) -> Any:
-    """SFTConfig from a recipe's `section` (or a file that is an SFTConfig itself), plus key=value overrides."""
-    import yaml
+    """SFTConfig from a recipe's `section` (or a file that is an SFTConfig itself), plus key=value overrides.
 
-    from infir.sft.config import SFTConfig
+    With --long-cot: the recipe's `long_cot:` section when it has one; else its SFT section with long-CoT's
+    lengths (16k, micro-batch 1) in place of the SFT ones.
+    """
+    from infir.sft.config import LONG_COT_DEFAULTS, SFTConfig
+    from infir.utils.config import apply_overrides, load_config, read_yaml, validate
 
-    data: dict[str, Any] = {}
-    if recipe is not None:
-        if not recipe.is_file():
-            raise typer.BadParameter(f"recipe not found: {recipe}")
-        raw = yaml.safe_load(recipe.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise typer.BadParameter(f"{recipe}: expected a mapping")
-        if long_cot and "long_cot" in raw:
-            section = "long_cot"
-        data = dict(raw.get(section) or {}) if section in raw or "name" in raw else raw
-        if long_cot and section != "long_cot":  # the SFT section's lengths give way to long-CoT's
-            data.pop("max_length", None)
-            data.pop("micro_batch_size", None)
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"--set expects key=value, got {item!r}")
-        node = data
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(value)
-    return SFTConfig.long_cot(**data) if long_cot else SFTConfig.model_validate(data)
+    if not long_cot:
+        return load_config(SFTConfig, recipe, section=section, overrides=overrides)
+    doc = read_yaml(recipe) if recipe is not None else {}
+    if isinstance(doc.get("long_cot"), dict):
+        data = doc["long_cot"]
+    else:
+        data = dict(doc.get(section) or {}) if (section in doc or "name" in doc) else doc
+        for key in LONG_COT_DEFAULTS:  # the SFT section's lengths give way to long-CoT's
+            data.pop(key, None)
+    data = apply_overrides({**LONG_COT_DEFAULTS, **data}, overrides)
+    return validate(SFTConfig, data, f"config {recipe} (long-CoT SFT)" if recipe else "long-CoT SFT config")
 
 
 def sft_command(
@@ -60,15 +51,9 @@ def sft_command(
     overrides: list[str] = typer.Option([], "--set", help="Override a config field: key=value (repeatable)."),
 ) -> None:
     """Supervised fine-tuning with the Llama 3 chat template and loss on assistant tokens only."""
-    from pydantic import ValidationError
-
     from infir.sft.train import run_sft
 
-    try:
-        cfg = load_sft_config(recipe, section, long_cot, overrides)
-    except ValidationError as e:
-        typer.echo(f"invalid SFT config: {e}", err=True)
-        raise typer.Exit(code=2) from None
+    cfg = load_sft_config(recipe, section, long_cot, overrides)
     if not data and not cfg.sources:
         typer.echo("no SFT data: pass --data FILE or list sources in the recipe", err=True)
         raise typer.Exit(code=2)

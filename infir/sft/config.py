@@ -1,13 +1,23 @@
 """Typed configuration of an SFT run. Defaults are the paper's settings (§3.2): Llama 3 chat template,
 loss on assistant tokens only, 4 epochs, lr 2e-5, batch 128 samples, cosine schedule with warmup
 ratio 0.1, max length 4096. Long-CoT SFT (App. D) is the same stage with `SFTConfig.long_cot()`.
+The optimizer, schedule, runtime, logging and checkpoint parts are the trainer's (infir.train.config).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from infir.train.config import (
+    CheckpointConfig,
+    Composed,
+    LoggingConfig,
+    OptimizerConfig,
+    RuntimeConfig,
+    ScheduleConfig,
+)
 
 
 class SFTSource(BaseModel):
@@ -33,8 +43,17 @@ class SelectionConfig(BaseModel):
     mixture_size: int | None = Field(None, ge=1, description="Samples in the mixture (default: all weighted).")
 
 
-class SFTConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SFTConfig(Composed):
+    """An SFT run: data, selection, lengths, epochs, and the shared training parts with SFT defaults."""
+
+    PART_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
+        # the paper's lr, batch 128, cosine with warmup ratio 0.1 (§3.2); the optimizer otherwise as in
+        # HF / LLaMA-Factory SFT (the paper is silent): AdamW betas (0.9, 0.999), no weight decay
+        "optimizer": {"lr": 2e-5, "weight_decay": 0.0, "betas": (0.9, 0.999)},
+        "schedule": {"kind": "cosine", "warmup_steps": None, "warmup_ratio": 0.1, "min_lr_ratio": 0.0},
+        "logging": {"tensorboard": False},
+        "checkpoint": {"interval": 500, "keep": 2},
+    }
 
     # data
     sources: list[SFTSource] = Field(default_factory=list, description="Extra files beyond those passed in.")
@@ -43,35 +62,29 @@ class SFTConfig(BaseModel):
     packing: bool = True
     heldout_fraction: float = Field(0.02, ge=0, lt=0.5, description="Share held out for assistant-token loss.")
     heldout_max: int = Field(256, ge=0)
-    # schedule (the paper's)
+    # length and batch (the paper's)
     epochs: float = Field(4, gt=0)
     max_steps: int | None = Field(None, ge=1, description="Stop after this many steps (smoke runs).")
-    lr: float = 2e-5
     global_batch_size: int = Field(128, ge=1, description="Conversations per optimizer step, over all ranks.")
     micro_batch_size: int = Field(4, ge=1, description="At most this many packed rows per micro-batch.")
-    schedule: Literal["cosine", "constant"] = "cosine"
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    min_lr_ratio: float = Field(0.0, ge=0, le=1)
-    # optimizer (paper silent: the usual HF/LLaMA-Factory SFT settings)
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    grad_clip: float = 1.0
-    # speed
-    dtype: Literal["auto", "bf16", "fp32"] = "auto"
-    compile: bool = False
-    activation_checkpointing: bool = False
-    loss_chunk_size: int = 8192
-    # bookkeeping
-    seed: int = 0
-    log_interval: int = 1
     eval_interval: int = Field(0, ge=0, description="Held-out loss every N steps (0: at the end only).")
-    checkpoint_interval: int = 500
-    keep_checkpoints: int = 2
-    tensorboard: bool = False
+    # the shared parts (infir.train.config)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+
+    @model_validator(mode="after")
+    def _sft_schedule(self) -> SFTConfig:
+        if self.schedule.kind not in ("cosine", "constant"):
+            raise ValueError(f"SFT supports schedule.kind cosine or constant, got {self.schedule.kind!r}")
+        return self
 
     @classmethod
-    def long_cot(cls, **overrides) -> SFTConfig:
+    def long_cot(cls, **overrides: Any) -> SFTConfig:
         """Long-CoT SFT (App. D): continue from the instruct model on long traces; max length 16k."""
-        base = {"max_length": 16384, "micro_batch_size": 1}
-        return cls(**{**base, **overrides})
+        return cls(**{**LONG_COT_DEFAULTS, **overrides})
+
+
+LONG_COT_DEFAULTS: dict[str, Any] = {"max_length": 16384, "micro_batch_size": 1}

@@ -55,8 +55,8 @@ def select_conversations(conversations: list[Conversation], cfg: SFTConfig,
         conversations, counts["difficulty"] = compress_by_difficulty(
             conversations, sel.difficulty_keep, sel.difficulty_domains, sel.keep_unlabeled)
     if sel.s1_subset:
-        conversations, counts["s1"] = s1_select(conversations, sel.s1_subset, seed=cfg.seed)
-    rng = random.Random(cfg.seed)
+        conversations, counts["s1"] = s1_select(conversations, sel.s1_subset, seed=cfg.runtime.seed)
+    rng = random.Random(cfg.runtime.seed)
     order = list(range(len(conversations)))
     rng.shuffle(order)
     n_held = min(cfg.heldout_max, int(len(conversations) * cfg.heldout_fraction))
@@ -64,7 +64,7 @@ def select_conversations(conversations: list[Conversation], cfg: SFTConfig,
     heldout = [c for i, c in enumerate(conversations) if i in held_ids]
     train = [c for i, c in enumerate(conversations) if i not in held_ids]
     if sel.domain_weights:
-        train, counts["mixture"] = mix_by_domain(train, sel.domain_weights, sel.mixture_size, seed=cfg.seed)
+        train, counts["mixture"] = mix_by_domain(train, sel.domain_weights, sel.mixture_size, seed=cfg.runtime.seed)
     counts["train"], counts["heldout"] = len(train), len(heldout)
     counts["train_domains"] = dict(Counter(c.domain for c in train))
     return train, heldout, counts
@@ -139,12 +139,12 @@ def _heldout_batches(samples: list[EncodedSample], cfg: SFTConfig, pad_id: int) 
     if not samples:
         return []
     loader = SFTBatches(samples, global_batch_size=len(samples), micro_batch_size=1, max_length=cfg.max_length,
-                        packing=cfg.packing, pad_id=pad_id, seed=cfg.seed, total_steps=1)
+                        packing=cfg.packing, pad_id=pad_id, seed=cfg.runtime.seed, total_steps=1)
     return [b for b in loader.micro_batches(0) if (b["labels"] != IGNORE_INDEX).any()]
 
 
 def train_config(cfg: SFTConfig, total_steps: int, accum_steps: int, world_size: int):
-    """The trainer's config for this SFT run (cosine with warmup ratio → warmup steps).
+    """The trainer's config for this SFT run: the same shared parts, SFT's batch geometry.
 
     The trainer takes global_batch_size / (micro_batch_size x world) micro-batches per step; SFT steps are
     `accum_steps` packed micro-batches per rank, so it is told micro_batch_size=1 and
@@ -154,13 +154,9 @@ def train_config(cfg: SFTConfig, total_steps: int, accum_steps: int, world_size:
 
     return TrainConfig(
         model="llama3.2-1b", seq_len=cfg.max_length, micro_batch_size=1,
-        global_batch_size=accum_steps * world_size, max_steps=total_steps, max_tokens=None, lr=cfg.lr,
-        min_lr_ratio=cfg.min_lr_ratio, schedule=cfg.schedule, warmup_steps=round(cfg.warmup_ratio * total_steps),
-        weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps, grad_clip=cfg.grad_clip, dtype=cfg.dtype,
-        compile=cfg.compile, activation_checkpointing=cfg.activation_checkpointing,
-        loss_chunk_size=cfg.loss_chunk_size, seed=cfg.seed, log_interval=cfg.log_interval,
-        checkpoint_interval=cfg.checkpoint_interval, keep_checkpoints=cfg.keep_checkpoints,
-        eval_interval=cfg.eval_interval or total_steps, tensorboard=cfg.tensorboard,
+        global_batch_size=accum_steps * world_size, max_steps=total_steps, max_tokens=None,
+        optimizer=cfg.optimizer, schedule=cfg.schedule, runtime=cfg.runtime, logging=cfg.logging,
+        checkpoint=cfg.checkpoint, eval_interval=cfg.eval_interval or total_steps,
     )
 
 
@@ -216,7 +212,7 @@ def run_sft(cfg: SFTConfig, base_model: Path, data: list[Path], output: Path,
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
     loader = SFTBatches(samples, global_batch_size=cfg.global_batch_size, micro_batch_size=cfg.micro_batch_size,
-                        max_length=cfg.max_length, packing=cfg.packing, pad_id=pad_id, seed=cfg.seed,
+                        max_length=cfg.max_length, packing=cfg.packing, pad_id=pad_id, seed=cfg.runtime.seed,
                         total_steps=total_steps, rank=env.rank, world_size=env.world_size)
     # Every rank evaluates every held-out batch: under FSDP a forward pass is collective.
     held_batches = _heldout_batches(heldout, cfg, pad_id)

@@ -19,22 +19,17 @@ def synth_command(
     reward_model: Path | None = typer.Option(None, "--reward-model", help="Local HF reward model folder."),
     max_seeds: int | None = typer.Option(None, "--max-seeds", help="Read at most this many seeds."),
     max_records: int | None = typer.Option(None, "--max-records", help="Diversity-sample at most this many."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config field: key=value (repeatable)."),
 ) -> None:
     """Synthesise and verify SFT data with a teacher; resumable (rerun the same command after a crash)."""
     import json
-
-    from pydantic import ValidationError
 
     from infir.synth.config import load_synth_config
     from infir.synth.pipeline import run_synth
     from infir.synth.stage import StepIncomplete
     from infir.synth.teacher import TeacherError
 
-    try:
-        cfg = load_synth_config(config)
-    except (OSError, ValidationError) as e:
-        typer.echo(f"infir synth: bad config {config}: {e}", err=True)
-        raise typer.Exit(code=2) from e
+    cfg = load_synth_config(config, overrides)
     if model is not None:
         cfg.teacher.model = model
     if candidates is not None:

@@ -89,13 +89,8 @@ class SynthConfig(BaseModel):
     batch_size: int = Field(32, ge=1)  # items in flight per step (each line is written when done)
 
 
-def load_synth_config(path: str | Path | None) -> SynthConfig:
-    """Read a YAML (or JSON) file into a SynthConfig; None gives the defaults."""
-    if path is None:
-        return SynthConfig()
-    import yaml
+def load_synth_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> SynthConfig:
+    """A SynthConfig from a YAML file (or a recipe's `synth:` section) plus `--set` overrides; None: defaults."""
+    from infir.utils.config import load_config
 
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    if "synth" in data and isinstance(data["synth"], dict):  # accept a recipe-style wrapper
-        data = data["synth"]
-    return SynthConfig.model_validate(data)
+    return load_config(SynthConfig, path, section="synth", overrides=overrides)

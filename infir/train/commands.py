@@ -21,27 +21,11 @@ app = typer.Typer(no_args_is_help=True)
 
 
 def load_train_config(config: Path | None, section: str, overrides: list[str]) -> Any:
-    """A TrainConfig from a YAML file (its `section` key when present, else the whole file) + key=value."""
-    import yaml
-
+    """A TrainConfig from a YAML file (its `section` key when present, else the whole file) + `--set`."""
     from infir.train.config import TrainConfig
+    from infir.utils.config import load_config
 
-    data: dict[str, Any] = {}
-    if config is not None:
-        raw = yaml.safe_load(config.read_text()) or {}
-        data = raw.get(section, raw) if isinstance(raw, dict) else {}
-        if isinstance(data, dict) and "train" in data and isinstance(data["train"], dict):
-            data = data["train"]  # a recipe stage wrapping its TrainConfig
-    for item in overrides:
-        key, _, value = item.partition("=")
-        if not _:
-            raise typer.BadParameter(f"--set expects key=value, got {item!r}")
-        node = data
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(value)
-    return TrainConfig.model_validate(data)
+    return load_config(TrainConfig, config, section=section, overrides=overrides)
 
 
 def _run(section: str, config: Path | None, data_dir: Path, output: Path, tokenizer: Path | None,
@@ -58,7 +42,7 @@ CONFIG = typer.Option(None, "--config", help="YAML with TrainConfig fields (or a
 DATA = typer.Option(..., "--data-dir", help="Tokenized sources (folders with index.json).")
 OUTPUT = typer.Option(..., "--output", help="Run folder: model/, checkpoints/, metrics.jsonl.")
 TOKENIZER = typer.Option(None, "--tokenizer", help="Tokenizer folder (saved with the model).")
-SET = typer.Option([], "--set", help="Override a config field: key=value (repeatable).")
+SET = typer.Option([], "--set", help="Override a config field: key=value, e.g. optimizer.lr=3e-4 (repeatable).")
 
 
 @app.command("pretrain")

@@ -20,7 +20,7 @@ from torch import nn
 
 from infir.model.llama import Llama
 from infir.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from infir.train.config import TrainConfig
+from infir.train.config import OptimizerConfig, RuntimeConfig, TrainConfig
 from infir.train.distributed import (
     DistEnv,
     all_reduce_sum,
@@ -31,7 +31,6 @@ from infir.train.distributed import (
 )
 from infir.train.loss import IGNORE_INDEX, linear_cross_entropy
 from infir.train.metrics import MetricsLogger, truncate_metrics
-from infir.train.schedule import lr_at
 from infir.utils.log import get_logger, progress
 
 log = get_logger(__name__)
@@ -60,19 +59,20 @@ class CausalLMLoss(nn.Module):
                                     chunk_size=self.chunk_size, compute_dtype=self.compute_dtype)
 
 
-def use_bf16(cfg: TrainConfig, env: DistEnv) -> bool:
-    return cfg.dtype == "bf16" or (cfg.dtype == "auto" and env.device.type == "cuda")
+def use_bf16(runtime: RuntimeConfig, device: torch.device) -> bool:
+    return runtime.dtype == "bf16" or (runtime.dtype == "auto" and device.type == "cuda")
 
 
-def build_optimizer(module: nn.Module, cfg: TrainConfig, env: DistEnv) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on norms (1-D params); fused kernel on a single GPU."""
+def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimizerConfig, device: torch.device,
+                    distributed: bool = False) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on norms and biases (1-D params); fused kernel on a single GPU."""
     decay, no_decay = [], []
-    for p in module.parameters():
+    for p in params:
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # fused kernel for plain tensors on one GPU; FSDP2's DTensor params keep torch's default path
-    fused = env.device.type == "cuda" and not env.distributed
+    fused = device.type == "cuda" and not distributed
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=fused or None)
 
 
@@ -80,12 +80,13 @@ def prepare_module(module: nn.Module, cfg: TrainConfig, env: DistEnv) -> nn.Modu
     """Move to the device, then activation checkpointing, compile, FSDP2 (in that order)."""
     module.to(env.device)
     blocks = module.blocks() if hasattr(module, "blocks") else None
-    if blocks is not None and cfg.activation_checkpointing:
+    if blocks is not None and cfg.runtime.activation_checkpointing:
         apply_activation_checkpointing(blocks)
-    if blocks is not None and cfg.compile:
+    if blocks is not None and cfg.runtime.compile:
         compile_layers(blocks)
     if env.distributed:
-        apply_fsdp(module, blocks if blocks is not None else nn.ModuleList(), env, bf16=use_bf16(cfg, env))
+        apply_fsdp(module, blocks if blocks is not None else nn.ModuleList(), env,
+                   bf16=use_bf16(cfg.runtime, env.device))
     return module
 
 
@@ -109,15 +110,15 @@ def train(
     """
     output = Path(output)
     env = env or init_distributed()
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.runtime.seed)
     total_steps = total_steps or cfg.total_steps()
     accum = cfg.grad_accum_steps(env.world_size)
-    bf16 = use_bf16(cfg, env)
+    bf16 = use_bf16(cfg.runtime, env.device)
     if isinstance(model, Llama):
-        model = CausalLMLoss(model, cfg.z_loss, cfg.loss_chunk_size, torch.bfloat16 if bf16 else None)
+        model = CausalLMLoss(model, cfg.z_loss, cfg.runtime.loss_chunk_size, torch.bfloat16 if bf16 else None)
     module = prepare_module(model, cfg, env)
     module.train()
-    optimizer = build_optimizer(module, cfg, env)
+    optimizer = build_optimizer(module.parameters(), cfg.optimizer, env.device, env.distributed)
     ckpt_root = output / "checkpoints"
     start_step, tokens_seen = 0, 0
     resume = latest_checkpoint(ckpt_root)
@@ -128,7 +129,8 @@ def train(
             batches.load_state_dict(state["loader"])
     if env.is_main:
         truncate_metrics(output / "metrics.jsonl", start_step)
-    metrics = MetricsLogger(output, env.is_main, cfg.tensorboard, cfg.wandb_project, cfg.model_dump())
+    metrics = MetricsLogger(output, env.is_main, cfg.logging.tensorboard, cfg.logging.wandb_project,
+                            cfg.model_dump())
     autocast = (torch.autocast(env.device.type, dtype=torch.bfloat16) if bf16 and not env.distributed
                 else contextlib.nullcontext())
     step_sleep = float(os.environ.get("INFIR_TRAIN_STEP_SLEEP", "0"))  # slows demos and kill/resume tests
@@ -137,16 +139,14 @@ def train(
                  total_steps, start_step, cfg.micro_batch_size, cfg.seq_len, env.world_size, accum, env.device,
                  ", bf16" if bf16 else "")
     iterator = iter(batches)
-    console_every = max(cfg.log_interval, total_steps // 20, 1)  # ~20 console lines per run
+    console_every = max(cfg.logging.interval, total_steps // 20, 1)  # ~20 console lines per run
     last_loss = float("nan")
     step = start_step
     with progress() as bar:
         task = bar.add_task("train", total=total_steps, completed=start_step)
         for step in range(start_step, total_steps):
             t0 = time.perf_counter()
-            lr = lr_at(step, lr=cfg.lr, total_steps=total_steps, warmup_steps=cfg.warmup_steps,
-                       schedule=cfg.schedule, min_lr_ratio=cfg.min_lr_ratio, decay_fraction=cfg.decay_fraction,
-                       decay_shape=cfg.decay_shape)
+            lr = cfg.schedule.lr_at(step, cfg.optimizer.lr, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             try:
@@ -166,7 +166,7 @@ def train(
                     loss_sum, ce = module(**_to_device(batch, env.device))
                 (loss_sum * scale).backward()
                 ce_sum += ce.detach().double()
-            grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip or float("inf"))
+            grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.optimizer.grad_clip or float("inf"))
             if hasattr(grad_norm, "full_tensor"):
                 grad_norm = grad_norm.full_tensor()
             optimizer.step()
@@ -177,7 +177,7 @@ def train(
             if step_sleep:
                 time.sleep(step_sleep)
             elapsed = time.perf_counter() - t0
-            if done % cfg.log_interval == 0 or done == total_steps:
+            if done % cfg.logging.interval == 0 or done == total_steps:
                 metrics.log(done, {"loss": last_loss, "lr": lr, "tokens": tokens_seen,
                                    "tokens_per_s": input_tokens / elapsed, "grad_norm": float(grad_norm),
                                    "step_time_s": elapsed})
@@ -192,11 +192,11 @@ def train(
                 module.train()
                 if results:
                     metrics.log(done, {f"eval/{k}": v for k, v in results.items()})
-            if cfg.checkpoint_interval > 0 and (done % cfg.checkpoint_interval == 0 or done == total_steps):
+            if cfg.checkpoint.interval > 0 and (done % cfg.checkpoint.interval == 0 or done == total_steps):
                 loader_state = batches.state_dict() if hasattr(batches, "state_dict") else None
                 save_checkpoint(ckpt_root, done, module, optimizer,
                                 {"tokens": tokens_seen, "loader": loader_state, "lr": lr}, env,
-                                cfg.keep_checkpoints)
+                                cfg.checkpoint.keep)
             bar.update(task, completed=done, description=f"train loss {last_loss:.4f}")
     metrics.close()
     summary = {"steps": step + 1 if total_steps > start_step else start_step, "total_steps": total_steps,

@@ -48,7 +48,7 @@ def build_model(cfg: TrainConfig, init_from: Path | None, tokenizer: Any) -> Lla
         for field, token in (("bos_token_id", "<|begin_of_text|>"), ("eos_token_id", "<|end_of_text|>")):
             if token in ids:
                 overrides[field] = ids[token]
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.runtime.seed)
     return Llama(dataclasses.replace(config, **overrides))
 
 

@@ -14,12 +14,13 @@ app = typer.Typer(no_args_is_help=True)
 def data_command(
     config: Path = typer.Argument(..., help="VLM config YAML, e.g. recipes/tiny-vl.yaml."),
     output: Path = typer.Option(Path("runs/vlm/data"), "--output", "-o", help="Data folder to write."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config field: key=value (repeatable)."),
 ) -> None:
     """Render synthetic screens and text images, load LLaVA JSON, clean by image-text similarity."""
     from infir.vlm.config import load_vlm_config
     from infir.vlm.pipeline import build_data
 
-    summary = build_data(load_vlm_config(config), output)
+    summary = build_data(load_vlm_config(config, overrides), output)
     typer.echo(json.dumps(summary, indent=2))
 
 
@@ -31,20 +32,22 @@ def train_command(
     output: Path = typer.Option(Path("runs/vlm"), "--output", "-o", help="Run folder (resumes by stage)."),
     lm_preset: str | None = typer.Option(None, help="Preset of the random LM when --lm is absent "
                                          "(default: the config's toy_lm.preset)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config field: key=value, e.g. "
+                                        "stages.2.optimizer.lr=1e-3 (repeatable)."),
 ) -> None:
     """Build the data, train the three curriculum stages, evaluate grounding, save the model."""
     from infir.vlm.config import load_vlm_config
     from infir.vlm.pipeline import build_data, run_vlm
     from infir.vlm.tiny import make_tiny_lm, sample_texts
 
-    cfg = load_vlm_config(config)
+    cfg = load_vlm_config(config, overrides)
     if lm is None:
         lm = output / "lm-init"
         if not (lm / "config.json").exists():
             build_data(cfg, output / "data")
             toy = cfg.toy_lm
             depth = {"num_hidden_layers": toy.num_hidden_layers} if toy.num_hidden_layers else {}
-            make_tiny_lm(lm, sample_texts(output / "data"), preset=lm_preset or toy.preset, seed=cfg.seed,
+            make_tiny_lm(lm, sample_texts(output / "data"), preset=lm_preset or toy.preset, seed=cfg.runtime.seed,
                          vocab_size=toy.vocab_size, init_std=toy.init_std,
                          text_warmup_steps=toy.text_warmup_steps, **depth)
     metrics = run_vlm(cfg, lm, output)

@@ -10,10 +10,11 @@ everything on the hardest samples (GUI trajectories, tool use).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
+from infir.train.config import Composed, OptimizerConfig, RuntimeConfig, ScheduleConfig
 
 TuneType = Literal["frozen", "full"]
 # grounding_single: grounding on one-element screens (SynthConfig.single_element_screens), an easy first step;
@@ -47,10 +48,14 @@ class ProjectorConfig(BaseModel):
     hidden_size: int | None = None  # None = the LM's hidden size (LLaVA-1.5 style mlp2x_gelu)
 
 
-class StageConfig(BaseModel):
-    """One curriculum stage: which data, which components train, and the optimizer schedule."""
+class StageConfig(Composed):
+    """One curriculum stage: which data, which components train, and the trainer's optimizer and schedule parts
+    (infir.train.config) with LLaVA-style defaults (the paper gives no learning rates)."""
 
-    model_config = ConfigDict(extra="forbid")
+    PART_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
+        "optimizer": {"lr": 1e-3, "weight_decay": 0.0, "betas": (0.9, 0.999), "grad_clip": 1.0},
+        "schedule": {"kind": "cosine", "warmup_steps": None, "warmup_ratio": 0.03, "min_lr_ratio": 0.0},
+    }
     name: str
     data: dict[DataKind, float] = Field(default_factory=lambda: {"caption": 1.0})  # kind -> share
     num_samples: int = 1000  # samples drawn for the stage (the shares split this number)
@@ -60,13 +65,10 @@ class StageConfig(BaseModel):
     epochs: float = 1.0
     batch_size: int = 8
     grad_accum: int = 1
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.0
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
     max_length: int = 4096
     eval_every: int = 0  # optimizer steps between held-out grounding checks during the stage (0 = none)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
 
 
 class CleanConfig(BaseModel):
@@ -116,8 +118,8 @@ class ToyLMConfig(BaseModel):
     text_warmup_steps: int = 0  # next-token steps on the VLM texts before stage 1 (see warm_up_on_texts)
 
 
-class VLMConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class VLMConfig(Composed):
+    PART_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {"runtime": {}}
     vision: VisionConfig = Field(default_factory=VisionConfig)
     projector: ProjectorConfig = Field(default_factory=ProjectorConfig)
     image_token: str = "<|reserved_special_token_3|>"  # the tokenizer token image features replace
@@ -129,27 +131,28 @@ class VLMConfig(BaseModel):
     toy_lm: ToyLMConfig = Field(default_factory=ToyLMConfig)
     image_cache_size: int = 4096  # preprocessed images kept in memory (uint8)
     device: str = "auto"
-    dtype: Literal["float32", "bfloat16"] = "bfloat16"
-    seed: int = 0
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)  # dtype auto: bf16 autocast on GPU; seed
 
 
 def paper_stages() -> list[StageConfig]:
     """The paper's curriculum (§4.3); learning rates follow LLaVA-style practice (the paper gives none)."""
     return [
-        StageConfig(name="stage1-align", data={"caption": 1.0}, num_samples=558_000, vision="frozen",
-                    projector="full", lm="frozen", batch_size=32, grad_accum=8, lr=1e-3, max_length=2048),
-        StageConfig(name="stage2-vision", data={"ocr": 0.45, "grounding": 0.4, "caption": 0.15},
-                    num_samples=1_000_000, vision="full", projector="full", lm="frozen", batch_size=16,
-                    grad_accum=8, lr=2e-5, max_length=4096),
-        StageConfig(name="stage3-all", data={"trajectory": 0.6, "grounding": 0.3, "ocr": 0.1},
-                    num_samples=300_000, vision="full", projector="full", lm="full", batch_size=16,
-                    grad_accum=8, lr=2e-5, max_length=4096),
+        StageConfig.model_validate(dict(
+            name="stage1-align", data={"caption": 1.0}, num_samples=558_000, vision="frozen", projector="full",
+            lm="frozen", batch_size=32, grad_accum=8, optimizer={"lr": 1e-3}, max_length=2048)),
+        StageConfig.model_validate(dict(
+            name="stage2-vision", data={"ocr": 0.45, "grounding": 0.4, "caption": 0.15}, num_samples=1_000_000,
+            vision="full", projector="full", lm="frozen", batch_size=16, grad_accum=8, optimizer={"lr": 2e-5},
+            max_length=4096)),
+        StageConfig.model_validate(dict(
+            name="stage3-all", data={"trajectory": 0.6, "grounding": 0.3, "ocr": 0.1}, num_samples=300_000,
+            vision="full", projector="full", lm="full", batch_size=16, grad_accum=8, optimizer={"lr": 2e-5},
+            max_length=4096)),
     ]
 
 
-def load_vlm_config(path: str | Path) -> VLMConfig:
-    """Read a VLM YAML: either the VLMConfig itself or a document with a top-level `vlm:` key."""
-    doc = yaml.safe_load(Path(path).read_text()) or {}
-    if "vlm" in doc and isinstance(doc["vlm"], dict):
-        doc = doc["vlm"]
-    return VLMConfig.model_validate(doc)
+def load_vlm_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> VLMConfig:
+    """Read a VLM YAML: either the VLMConfig itself or a document with a top-level `vlm:` key (+ `--set`)."""
+    from infir.utils.config import load_config
+
+    return load_config(VLMConfig, path, section="vlm", overrides=overrides)

@@ -22,6 +22,7 @@ import torch
 
 from infir.model.hf_io import load_model
 from infir.model.tokenizer import load_tokenizer
+from infir.train.loop import use_bf16
 from infir.utils.io import atomic_write_json
 from infir.utils.log import get_logger
 from infir.vlm.config import StageConfig, VLMConfig
@@ -196,9 +197,9 @@ def plot_training(summaries: list[dict], path: Path) -> Path | None:
 def run_vlm(cfg: VLMConfig, lm_dir: Path, output: Path) -> dict[str, Any]:
     """Build data, train the curriculum, evaluate, save. Returns metrics (accuracy beside chance levels)."""
     output = Path(output)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.runtime.seed)
     device = resolve_device(cfg.device)
-    amp = torch.bfloat16 if device.type == "cuda" and cfg.dtype == "bfloat16" else None
+    amp = torch.bfloat16 if use_bf16(cfg.runtime, device) else None
     data_summary = build_data(cfg, output / "data")
     tokenizer = load_tokenizer(lm_dir)
     model: VisionLanguageModel | None = None
@@ -215,12 +216,12 @@ def run_vlm(cfg: VLMConfig, lm_dir: Path, output: Path) -> dict[str, Any]:
             model = build_vlm(cfg.vision, lm, tokenizer, cfg.image_token, cfg.projector.hidden_size)
         model = model.float().to(device)
         encoder = ConversationEncoder(tokenizer, model.image_token_id, model.num_image_tokens, stage.max_length)
-        samples = stage_samples(stage, output / "data", random.Random(cfg.seed + i))
+        samples = stage_samples(stage, output / "data", random.Random(cfg.runtime.seed + i))
         examples, bad = encode_samples(samples, encoder)
         cache = ImageCache(model.preprocessing, cfg.image_cache_size)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else encoder.eot_id
         scorer = grounding_scorer(model, tokenizer, cfg, output / "data", device) if stage.eval_every else None
-        summary = train_stage(model, examples, stage, cache, pad_id, device, seed=cfg.seed + i, amp_dtype=amp,
+        summary = train_stage(model, examples, stage, cache, pad_id, device, seed=cfg.runtime.seed + i, amp_dtype=amp,
                               evaluate=scorer)
         summary["unencodable"] = len(bad)
         summaries.append(summary)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from infir.train.schedule import lr_at
+from infir.train.loop import build_optimizer
 from infir.utils.log import get_logger, progress
 from infir.vlm.config import StageConfig
 from infir.vlm.dataset import ImageCache
@@ -39,10 +39,8 @@ def apply_tune_types(model: VisionLanguageModel, stage: StageConfig) -> dict[str
 
 
 def stage_lr(step: int, total: int, stage: StageConfig) -> float:
-    """Linear warmup then cosine decay to lr * min_lr_ratio (the trainer's schedule)."""
-    warmup = int(round(stage.warmup_ratio * total))
-    return lr_at(step, lr=stage.lr, total_steps=total, warmup_steps=warmup, schedule="cosine",
-                 min_lr_ratio=stage.min_lr_ratio)
+    """The stage's learning rate at `step` (the trainer's schedule part; default: warmup then cosine)."""
+    return stage.schedule.lr_at(step, stage.optimizer.lr, total)
 
 
 def _micro_batches(examples: list[dict], batch_size: int, rng: random.Random, epochs: float) -> list[list[dict]]:
@@ -67,11 +65,7 @@ def train_stage(model: VisionLanguageModel, examples: list[dict], stage: StageCo
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"stage {stage.name}: every component is frozen")
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": stage.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=stage.lr, betas=(0.9, 0.999),
-                            fused=device.type == "cuda")
+    opt = build_optimizer(params, stage.optimizer, device)
     micro = _micro_batches(examples, stage.batch_size, random.Random(seed), stage.epochs)
     steps = math.ceil(len(micro) / stage.grad_accum)
     log.info("stage %s: %d examples, %d optimizer steps, trainable %s", stage.name, len(examples), steps,
@@ -93,8 +87,8 @@ def train_stage(model: VisionLanguageModel, examples: list[dict], stage: StageCo
                     loss_sum, _ = model.loss(b)
                 (loss_sum / max(1, n_tokens)).backward()
                 total += float(loss_sum.detach())
-            if stage.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, stage.max_grad_norm)
+            if stage.optimizer.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, stage.optimizer.grad_clip)
             for g in opt.param_groups:
                 g["lr"] = stage_lr(step, steps, stage)
             opt.step()

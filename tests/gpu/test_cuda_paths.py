@@ -87,8 +87,9 @@ def test_bf16_training_loop_on_cuda(tmp_path: Path, compile_: bool) -> None:
     def run(dtype: str, out: Path) -> list[float]:
         torch.manual_seed(0)
         cfg = TrainConfig(model="tiny", seq_len=256, micro_batch_size=4, global_batch_size=4, max_steps=30,
-                          lr=3e-3, warmup_steps=2, schedule="constant", compile=compile_ and dtype == "bf16",
-                          dtype=dtype, checkpoint_interval=0, tensorboard=False)
+                          optimizer={"lr": 3e-3}, schedule={"kind": "constant", "warmup_steps": 2},
+                          runtime={"compile": compile_ and dtype == "bf16", "dtype": dtype},
+                          checkpoint={"interval": 0}, logging={"tensorboard": False})
         train(Llama(PRESETS["tiny"]), batches, cfg, out, env=env, total_steps=30)
         return [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
 

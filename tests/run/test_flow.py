@@ -16,20 +16,21 @@ import yaml
 from infir.utils.io import read_json
 
 MICRO_TRAIN = {"model": "micro", "seq_len": 64, "micro_batch_size": 4, "global_batch_size": 8,
-               "warmup_steps": 2, "log_interval": 1, "eval_interval": 1000, "loss_chunk_size": 256,
-               "tensorboard": False}
+               "logging": {"interval": 1, "tensorboard": False}, "eval_interval": 1000,
+               "runtime": {"loss_chunk_size": 256}}
 SMALL_RECIPE = {
     "name": "small",
     "corpus": {"builtin": {"code_files": 8, "doc_modules": 15, "math_train": 120, "math_test": 6,
                            "boilerplate_pages": 6, "short_pages": 6, "contaminated_pages": 2}},
     "curate": {"heuristics": {"domains": ["web"]}},
     "tokenizer": {"vocab_size": 400},
-    "pretrain": {**MICRO_TRAIN, "max_steps": 12, "lr": 3e-3, "schedule": "wsd", "checkpoint_interval": 4},
-    "anneal": {**MICRO_TRAIN, "max_steps": 4, "lr": 1e-3, "schedule": "decay", "warmup_steps": 0,
-               "checkpoint_interval": 2,
+    "pretrain": {**MICRO_TRAIN, "max_steps": 12, "optimizer": {"lr": 3e-3},
+                 "schedule": {"kind": "wsd", "warmup_steps": 2}, "checkpoint": {"interval": 4}},
+    "anneal": {**MICRO_TRAIN, "max_steps": 4, "optimizer": {"lr": 1e-3}, "schedule": {"kind": "decay", "warmup_steps": 0},
+               "checkpoint": {"interval": 2},
                "sources": [{"path": "math", "weight": 1.0}, {"path": "synthetic", "weight": 1.0}]},
-    "sft": {"epochs": 1, "max_steps": 4, "lr": 1e-3, "global_batch_size": 8, "micro_batch_size": 4,
-            "max_length": 128, "checkpoint_interval": 2, "loss_chunk_size": 256},
+    "sft": {"epochs": 1, "max_steps": 4, "optimizer": {"lr": 1e-3}, "global_batch_size": 8, "micro_batch_size": 4,
+            "max_length": 128, "checkpoint": {"interval": 2}, "runtime": {"loss_chunk_size": 256}},
     "eval": {"tasks": ["nll", "gsm8k"], "limit": 3, "max_new_tokens": 12, "mode": "chat"},
 }
 
@@ -108,7 +109,7 @@ def test_rerun_skips_and_from_reruns_downstream(finished_run) -> None:
 
 def test_run_killed_mid_pretrain_resumes_from_its_checkpoint(tmp_path) -> None:
     recipe = dict(SMALL_RECIPE, name="killed")
-    recipe["pretrain"] = {**recipe["pretrain"], "max_steps": 40, "checkpoint_interval": 4}
+    recipe["pretrain"] = {**recipe["pretrain"], "max_steps": 40, "checkpoint": {"interval": 4}}
     for stage in ("anneal", "sft", "eval"):
         recipe.pop(stage)
     path = tmp_path / "killed.yaml"

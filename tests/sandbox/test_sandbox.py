@@ -184,7 +184,7 @@ def test_interpreter_living_under_tmp_keeps_namespaces() -> None:
     venv.chmod(0o755)  # the sandboxed program runs as an unprivileged uid: it must reach the interpreter
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     purelib = next(venv.glob("lib/python*/site-packages"))
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     (purelib / "outer.pth").write_text("\n".join([str(repo), *site.getsitepackages()]) + "\n")
     code = "from infir.sandbox import isolation_mode; print(isolation_mode())"
     out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=120)

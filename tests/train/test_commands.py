@@ -27,10 +27,10 @@ def test_tokenize_command_writes_a_source_and_quarantines_bad_lines(tmp_path, to
 
 def test_recipe_sections_load_with_the_papers_settings() -> None:
     pretrain = load_train_config(REPO / "recipes" / "infir-1b.yaml", "pretrain", [])
-    assert (pretrain.lr, pretrain.global_batch_size, pretrain.seq_len) == (1.4e-3, 2048, 4096)
+    assert (pretrain.optimizer.lr, pretrain.global_batch_size, pretrain.seq_len) == (1.4e-3, 2048, 4096)
     assert pretrain.max_tokens == 900_000_000_000 and pretrain.eval.discard_fraction == 0.2
     anneal = load_train_config(REPO / "recipes" / "infir-1b.yaml", "anneal", ["max_steps=7", "eval.max_items=5"])
-    assert anneal.max_tokens == 40_000_000_000 and anneal.schedule == "decay"
+    assert anneal.max_tokens == 40_000_000_000 and anneal.schedule.kind == "decay"
     assert anneal.total_steps() == 7 and anneal.eval.max_items == 5
     small = load_train_config(REPO / "recipes" / "gpu-small.yaml", "pretrain", [])
     assert small.model == "tiny"

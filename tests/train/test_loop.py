@@ -32,9 +32,9 @@ def test_accumulated_micro_batches_equal_one_big_batch(tmp_path) -> None:
     model = Llama(MICRO)
     twin = copy.deepcopy(model)
     # eps >> |grad| makes the first AdamW update ~ lr * grad, so parameters compare gradients
-    cfg = TrainConfig(model="micro", seq_len=24, micro_batch_size=1, global_batch_size=2, max_steps=1, lr=1.0,
-                      eps=1.0, weight_decay=0.0, warmup_steps=0, schedule="constant", tensorboard=False,
-                      grad_clip=0.0)
+    cfg = TrainConfig(model="micro", seq_len=24, micro_batch_size=1, global_batch_size=2, max_steps=1,
+                      optimizer={"lr": 1.0, "eps": 1.0, "weight_decay": 0.0, "grad_clip": 0.0},
+                      schedule={"kind": "constant", "warmup_steps": 0}, logging={"tensorboard": False})
     before = [p.detach().clone() for p in model.parameters()]
     accumulated, s1 = train(model, [_batch(rows[:1], labels[:1]), _batch(rows[1:], labels[1:])], cfg, tmp_path / "a")
     cfg_big = cfg.model_copy(update={"micro_batch_size": 2})
@@ -56,9 +56,9 @@ def test_pretrain_learns_logs_evaluates_and_saves_a_model(tmp_path, token_data, 
                                            "answer_index": 0}) + "\n" for _ in range(2)))
     web = tmp_path / "web.jsonl"
     web.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["the cat sat on a mat."] * 3))
-    cfg = TrainConfig(model="micro", seq_len=64, micro_batch_size=4, global_batch_size=8, max_steps=12, lr=5e-3,
-                      warmup_steps=2, schedule="cosine", checkpoint_interval=6, keep_checkpoints=1,
-                      eval_interval=6, tensorboard=True,
+    cfg = TrainConfig(model="micro", seq_len=64, micro_batch_size=4, global_batch_size=8, max_steps=12,
+                      optimizer={"lr": 5e-3}, schedule={"kind": "cosine", "warmup_steps": 2},
+                      checkpoint={"interval": 6, "keep": 1}, eval_interval=6, logging={"tensorboard": True},
                       eval=OfflineEvalConfig(web_val=str(web), answer_tasks=[str(answers)],
                                              choice_tasks=[str(choices)]))
     summary = run_pretrain(cfg, token_data, tmp_path / "run", tokenizer_dir)
@@ -76,8 +76,8 @@ def test_pretrain_learns_logs_evaluates_and_saves_a_model(tmp_path, token_data, 
     assert (tmp_path / "run" / "model" / "tokenizer.json").exists() and model.config.vocab_size == 512
 
     # anneal: the same function from the pretrained model, lr decaying to the floor, loss stays where it was
-    anneal = cfg.model_copy(update={"schedule": "decay", "max_steps": 4, "eval": OfflineEvalConfig(),
-                                    "min_lr_ratio": 0.0})
+    anneal = cfg.model_copy(update={"schedule": cfg.schedule.model_copy(update={"kind": "decay", "min_lr_ratio": 0.0}),
+                                    "max_steps": 4, "eval": OfflineEvalConfig()})
     done = run_pretrain(anneal, token_data, tmp_path / "anneal", tokenizer_dir, init_from=tmp_path / "run" / "model")
     rows = [json.loads(x) for x in (tmp_path / "anneal" / "metrics.jsonl").read_text().splitlines()]
     lrs = [r["lr"] for r in rows]
@@ -91,10 +91,10 @@ def test_activation_checkpointing_gives_the_same_step(tmp_path) -> None:
     model = Llama(MICRO)
     twin = copy.deepcopy(model)
     cfg = TrainConfig(model="micro", seq_len=16, micro_batch_size=2, global_batch_size=2, max_steps=2,
-                      warmup_steps=0, tensorboard=False, checkpoint_interval=0)
+                      schedule={"warmup_steps": 0}, logging={"tensorboard": False}, checkpoint={"interval": 0})
     batches = [_batch(rows, rows), _batch(rows, rows)]
     plain, s1 = train(model, batches, cfg, tmp_path / "a")
-    checkpointed, s2 = train(twin, batches, cfg.model_copy(update={"activation_checkpointing": True}), tmp_path / "b")
+    checkpointed, s2 = train(twin, batches, cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update={"activation_checkpointing": True})}), tmp_path / "b")
     assert abs(s1["final_loss"] - s2["final_loss"]) < 1e-6
     state = checkpointed.state_dict()
     assert set(state) == set(plain.state_dict())  # wrapper prefixes do not leak into names

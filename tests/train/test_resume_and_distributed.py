@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SETTINGS = ["model=micro", "seq_len=32", "micro_batch_size=2", "global_batch_size=8", "lr=3e-3",
-            "warmup_steps=1", "schedule=cosine", "tensorboard=false"]
+SETTINGS = ["model=micro", "seq_len=32", "micro_batch_size=2", "global_batch_size=8", "optimizer.lr=3e-3",
+            "schedule.warmup_steps=1", "schedule.kind=cosine", "logging.tensorboard=false"]
 
 
 def _cmd(data: Path, out: Path, steps: int, checkpoint_interval: int) -> list[str]:
-    sets = [*SETTINGS, f"max_steps={steps}", f"checkpoint_interval={checkpoint_interval}"]
+    sets = [*SETTINGS, f"max_steps={steps}", f"checkpoint.interval={checkpoint_interval}"]
     return ["train", "pretrain", "--data-dir", str(data), "--output", str(out),
             *[x for s in sets for x in ("--set", s)]]
 
@@ -38,7 +38,7 @@ def _reference(data: Path, out: Path, steps: int) -> dict[int, float]:
     from infir.train.commands import load_train_config
     from infir.train.pretrain import run_pretrain
 
-    cfg = load_train_config(None, "pretrain", [*SETTINGS, f"max_steps={steps}", "checkpoint_interval=100"])
+    cfg = load_train_config(None, "pretrain", [*SETTINGS, f"max_steps={steps}", "checkpoint.interval=100"])
     run_pretrain(cfg, data, out, None)
     return _losses(out)
 

@@ -43,13 +43,14 @@ def test_stage_tune_types_freeze_and_training_lowers_loss(tiny_vlm, tiny_tokeniz
     cache = ImageCache(tiny_vlm.preprocessing)
     pad = tiny_tokenizer.pad_token_id
     before = {n: _snapshot(m) for n, m in tiny_vlm.components().items()}
-    stage1 = StageConfig(name="s1", vision="frozen", projector="full", lm="frozen", batch_size=4, lr=1e-2, epochs=2)
+    stage1 = StageConfig(name="s1", vision="frozen", projector="full", lm="frozen", batch_size=4, optimizer={"lr": 1e-2},
+                         epochs=2)
     s1 = train_stage(tiny_vlm, examples, stage1, cache, pad, torch.device("cpu"))
     assert s1["trainable"]["vision"] == 0 and s1["trainable"]["lm"] == 0 and s1["trainable"]["projector"] > 0
     assert _changed(before["projector"], tiny_vlm.projector)
     assert not _changed(before["vision"], tiny_vlm.vision) and not _changed(before["lm"], tiny_vlm.lm)
     stage3 = StageConfig(name="s3", vision="full", projector="full", lm="full", batch_size=4, grad_accum=2,
-                         lr=1e-2, epochs=30, warmup_ratio=0.0)
+                         optimizer={"lr": 1e-2}, epochs=30, schedule={"warmup_ratio": 0.0})
     s3 = train_stage(tiny_vlm, examples, stage3, cache, pad, torch.device("cpu"))
     assert _changed(before["vision"], tiny_vlm.vision) and _changed(before["lm"], tiny_vlm.lm)
     assert s3["steps"] == 30 and s3["loss_last"] < 0.5 * s3["loss_first"]
@@ -114,4 +115,4 @@ def test_paper_recipe_parses_with_the_paper_curriculum():
     assert [(s.vision, s.projector, s.lm) for s in cfg.stages] == [
         ("frozen", "full", "frozen"), ("full", "full", "frozen"), ("full", "full", "full")]
     assert "caption" in cfg.stages[0].data and "ocr" not in cfg.stages[0].data and "trajectory" in cfg.stages[2].data
-    assert [s.lr for s in VLMConfig().stages] == [s.lr for s in cfg.stages]
+    assert [s.optimizer.lr for s in VLMConfig().stages] == [s.optimizer.lr for s in cfg.stages]
