@@ -1,7 +1,8 @@
 """The run report: report.md and report.html with plots, written from the run directory's files.
 
 It reads what the stages left behind (manifest, curate stats, metrics.jsonl, eval summary), so it
-can be rebuilt at any time with `write_report(run_dir, manifest)`.
+can be rebuilt at any time with `write_report(run_dir, manifest)`. Each stage declares its report section
+(`StageSpec.report`); `SECTIONS` renders each kind.
 """
 
 from __future__ import annotations
@@ -109,28 +110,24 @@ def _fmt(x: Any) -> str:
     return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
-def build_markdown(run_dir: Path, manifest: dict[str, Any]) -> str:
-    (run_dir / PLOTS).mkdir(exist_ok=True)
-    stages = manifest.get("stages", {})
-    md = [f"# infir run report: {run_dir.name}", "",
-          f"Recipe `{manifest.get('recipe')}` (hash {manifest.get('recipe_hash')}); versions: "
-          + ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items()), ""]
-
-    md += ["## Stages and timings", ""]
-    md.append(_table(["stage", "status", "seconds", "finished", "resumed"],
-                     [[n, s.get("status"), s.get("seconds"), s.get("finished"), s.get("resumed")]
-                      for n, s in stages.items()]))
-    total = sum(s.get("seconds", 0) for s in stages.values())
-    md += ["", f"Total stage time: {total:.1f} s.", ""]
-
-    corpus = stages.get("corpus", {}).get("summary", {})
-    if corpus:
+def corpus_section(run_dir: Path, entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    md: list[str] = []
+    for _, entry in entries:
+        corpus = entry.get("summary", {})
+        if not corpus:
+            continue
         md += ["## Corpus", "", f"{corpus.get('documents')} documents, {corpus.get('bytes', 0) / 1e6:.2f} MB.", ""]
         md.append(_table(["source", "documents"], sorted(corpus.get("by_source", {}).items())))
         md.append("")
+    return md
 
-    stats_path = run_dir / "curate" / "stats.json"
-    if stats_path.exists():
+
+def curation_section(run_dir: Path, entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    md: list[str] = []
+    for name, _ in entries:
+        stats_path = run_dir / name / "stats.json"
+        if not stats_path.exists():
+            continue
         stats = read_json(stats_path)
         md += ["## Curation", "",
                f"input {stats.get('input_records')} → kept {stats.get('kept')}, "
@@ -150,33 +147,73 @@ def build_markdown(run_dir: Path, manifest: dict[str, Any]) -> str:
         if img:
             md += [f"MinHash: {(stats.get('minhash') or {}).get('clusters')} clusters of near-duplicates.", "",
                    f"![dedup clusters]({img})", ""]
+    return md
 
-    train_stages = [s for s in ("pretrain", "anneal", "sft", "long_cot") if s in stages]
-    if train_stages:
-        md += ["## Training", ""]
-        rows = []
-        for s in train_stages:
-            summ = stages[s].get("summary", {})
-            held = (summ.get("heldout_assistant_loss_before"), summ.get("heldout_assistant_loss_after"))
-            rows.append([s] + [_fmt(summ.get(k, "-")) for k in ("steps", "tokens", "final_loss")]
-                        + [f"{held[0]:.4g} → {held[1]:.4g}" if None not in held else "-",
-                           _fmt(stages[s].get("seconds", "-"))])
-        md.append(_table(["stage", "steps", "tokens", "final train loss", "held-out assistant loss (before → after)",
-                          "seconds"], rows))
-        md.append("")
-        img = _loss_plot(run_dir, train_stages)
-        if img:
-            md += [f"![loss curves]({img})", ""]
 
-    ev = stages.get("eval", {}).get("summary")
-    if ev:
-        md += ["## Evaluation", ""]
+def training_section(run_dir: Path, entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    if not entries:
+        return []
+    md = ["## Training", ""]
+    rows = []
+    for name, entry in entries:
+        summ = entry.get("summary", {})
+        held = (summ.get("heldout_assistant_loss_before"), summ.get("heldout_assistant_loss_after"))
+        rows.append([name] + [_fmt(summ.get(k, "-")) for k in ("steps", "tokens", "final_loss")]
+                    + [f"{held[0]:.4g} → {held[1]:.4g}" if None not in held else "-",
+                       _fmt(entry.get("seconds", "-"))])
+    md.append(_table(["stage", "steps", "tokens", "final train loss", "held-out assistant loss (before → after)",
+                      "seconds"], rows))
+    md.append("")
+    img = _loss_plot(run_dir, [name for name, _ in entries])
+    if img:
+        md += [f"![loss curves]({img})", ""]
+    return md
+
+
+def evaluation_section(run_dir: Path, entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    md: list[str] = []
+    for name, entry in entries:
+        ev = entry.get("summary")
+        if not ev:
+            continue
+        md += ["## Evaluation" + ("" if name == "eval" else f" ({name})"), ""]
         rows = []
         for task, metrics in ev.items():
             if isinstance(metrics, dict):
                 rows += [[task, k, _fmt(v)] for k, v in metrics.items() if isinstance(v, (int, float))]
         md.append(_table(["task", "metric", "value"], rows))
         md.append("")
+    return md
+
+
+# The report section each kind of stage declares (StageSpec.report) and the function that renders it.
+SECTIONS = {"corpus": corpus_section, "curation": curation_section, "training": training_section,
+            "evaluation": evaluation_section}
+
+
+def build_markdown(run_dir: Path, manifest: dict[str, Any], stages: list[Any] | None = None) -> str:
+    """The report: header, stage timings, then each report section in the order its first stage runs."""
+    if stages is None:
+        from infir.run.stages import STAGES
+
+        stages = STAGES
+    (run_dir / PLOTS).mkdir(exist_ok=True)
+    done = manifest.get("stages", {})
+    md = [f"# infir run report: {run_dir.name}", "",
+          f"Recipe `{manifest.get('recipe')}` (hash {manifest.get('recipe_hash')}); versions: "
+          + ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items()), ""]
+    md += ["## Stages and timings", ""]
+    md.append(_table(["stage", "status", "seconds", "finished", "resumed"],
+                     [[n, s.get("status"), s.get("seconds"), s.get("finished"), s.get("resumed")]
+                      for n, s in done.items()]))
+    total = sum(s.get("seconds", 0) for s in done.values())
+    md += ["", f"Total stage time: {total:.1f} s.", ""]
+    kinds: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for st in stages:
+        if st.report is not None and st.name in done:
+            kinds.setdefault(st.report, []).append((st.name, done[st.name]))
+    for kind, entries in kinds.items():
+        md += SECTIONS[kind](run_dir, entries)
     return "\n".join(md)
 
 
@@ -213,8 +250,8 @@ def _md_to_html(md: str, title: str) -> str:
             f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def write_report(run_dir: Path, manifest: dict[str, Any]) -> Path:
-    md = build_markdown(run_dir, manifest)
+def write_report(run_dir: Path, manifest: dict[str, Any], stages: list[Any] | None = None) -> Path:
+    md = build_markdown(run_dir, manifest, stages)
     atomic_write_text(run_dir / "report.md", md + "\n")
     out = run_dir / "report.html"
     atomic_write_text(out, _md_to_html(md, f"infir report: {run_dir.name}"))

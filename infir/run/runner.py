@@ -23,7 +23,7 @@ from typing import Any
 
 from infir import __version__
 from infir.run.recipe import Recipe, RecipeError, config_hash, load_recipe
-from infir.run.stages import STAGES, StageContext
+from infir.run.stages import StageContext, check_plan, enabled_stages
 from infir.utils.io import atomic_write_json, read_json
 from infir.utils.log import get_logger
 
@@ -82,7 +82,13 @@ def run_recipe(recipe_path: str | Path, runs_dir: str | Path = "runs", from_stag
     except RecipeError as e:
         log.error(str(e))
         raise SystemExit(2) from None
-    names = [s.name for s in STAGES if s.enabled(recipe)]
+    stages = enabled_stages(recipe)
+    names = [s.name for s in stages]
+    try:
+        check_plan(recipe, stages)
+    except RecipeError as e:
+        log.error(str(e))
+        raise SystemExit(2) from None
     for flag, value in (("--from", from_stage), *(("--only", v) for v in (only or "").split(",") if v)):
         if value and value not in names:
             log.error(f"{flag} {value}: not a stage of this recipe; stages are: {', '.join(names)}")
@@ -108,8 +114,8 @@ def run_recipe(recipe_path: str | Path, runs_dir: str | Path = "runs", from_stag
     upstream = config_hash({"data_dir": str(data_dir) if data_dir else None, "seed": recipe.seed})
     invalidated = False
     t_run = time.time()
-    for spec in (s for s in STAGES if s.enabled(recipe)):
-        stage_hash = config_hash([upstream, recipe.stage_config(spec.name)])
+    for spec in stages:
+        stage_hash = config_hash([upstream, recipe.stage_config(spec.recipe_section)])
         upstream = stage_hash
         done = manifest.stage(spec.name)
         if spec.name == from_stage:
@@ -143,7 +149,7 @@ def run_recipe(recipe_path: str | Path, runs_dir: str | Path = "runs", from_stag
 
     manifest.data["total_seconds_last_invocation"] = round(time.time() - t_run, 2)
     manifest.save()
-    html = write_report(run_dir, manifest.data)
+    html = write_report(run_dir, manifest.data, stages)
     log.info(f"report: {html}")
     print(f"report: {html}", file=sys.stdout)
     return run_dir

@@ -1,19 +1,22 @@
-"""The stages `infir run` walks, each a thin adapter onto one room's public function.
+"""The stages `infir run` walks, declared as data: `STAGES`, in order, one `StageSpec` each.
 
-A stage reads the folders of the stages before it and writes only into its own folder
-(`runs/<name>/<stage>/`); the returned dict is its summary in the manifest and the report.
+A spec says which recipe section switches the stage on, what it reads (earlier stages' folders, or "the model"
+of the latest model-producing stage it names), whether it produces a model (`<stage>/model/`, an HF folder),
+which section of the report shows it, and which function runs it — a thin adapter onto one room's public
+function. A stage writes only into its own folder (`runs/<name>/<stage>/`); the dict it returns is its summary
+in the manifest and the report. A new stage is its recipe section (`infir.run.recipe.Recipe`) plus one spec.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from infir.run.recipe import Recipe
+from infir.run.recipe import Recipe, RecipeError
 from infir.utils.io import open_text, write_jsonl
 from infir.utils.log import get_logger
 
@@ -38,14 +41,79 @@ class StageContext:
         return self.stage_dir(stage) / "model"
 
 
-@dataclass
+ReportSection = Literal["corpus", "curation", "training", "evaluation"]
+MODEL = "model"  # in `reads`: the model of the latest earlier model-producing stage (see `model_from`)
+
+
+@dataclass(frozen=True)
 class StageSpec:
+    """One stage of `infir run`.
+
+    name: the stage's folder, and the recipe section that configures it (`section` when different).
+    always: runs whether or not the recipe has its section (the corpus).
+    reads: earlier stages whose folders it reads; MODEL = a model from an earlier stage (`model_from`).
+    model_from: the stages whose model it takes, latest enabled first (empty: any model-producing stage).
+    produces: "model" when it writes `<stage>/model/`.
+    report: the report section that shows it (infir.run.report renders each kind).
+    """
+
     name: str
     run: Callable[[StageContext], dict[str, Any]]
-    section: str | None = None  # recipe section that switches it on (None: always)
+    section: str | None = None
+    always: bool = False
+    reads: tuple[str, ...] = ()
+    model_from: tuple[str, ...] = ()
+    produces: Literal["model"] | None = None
+    report: ReportSection | None = None
+
+    @property
+    def recipe_section(self) -> str:
+        return self.section or self.name
 
     def enabled(self, recipe: Recipe) -> bool:
-        return self.section is None or getattr(recipe, self.section) is not None
+        return self.always or getattr(recipe, self.recipe_section, None) is not None
+
+
+def enabled_stages(recipe: Recipe) -> list[StageSpec]:
+    return [s for s in STAGES if s.enabled(recipe)]
+
+
+def spec(name: str) -> StageSpec:
+    for s in STAGES:
+        if s.name == name:
+            return s
+    raise KeyError(f"no stage {name!r}; stages: {', '.join(s.name for s in STAGES)}")
+
+
+def model_stage(recipe: Recipe, stage: str) -> str:
+    """The stage whose model `stage` reads: the latest enabled model producer before it (among `model_from`)."""
+    order = enabled_stages(recipe)
+    names = [s.name for s in order]
+    before = order[: names.index(stage)] if stage in names else order
+    wanted = spec(stage).model_from
+    producers = [s.name for s in before if s.produces == "model" and (not wanted or s.name in wanted)]
+    if not producers:
+        need = " or ".join(wanted) if wanted else "a model-producing stage (" + ", ".join(
+            s.name for s in STAGES if s.produces == "model") + ")"
+        raise RecipeError(f"stage {stage} reads a model, but no earlier stage of this recipe produces one: "
+                          f"add {need} before it")
+    return producers[-1]
+
+
+def check_plan(recipe: Recipe, stages: Sequence[StageSpec] | None = None) -> None:
+    """Before any work: every enabled stage finds what it reads among the enabled stages before it."""
+    order = list(stages) if stages is not None else enabled_stages(recipe)
+    seen: list[str] = []
+    for st in order:
+        for need in st.reads:
+            if need == MODEL:
+                if getattr(getattr(recipe, st.recipe_section, None), "init_from", None):
+                    continue  # the stage names its own starting model
+                model_stage(recipe, st.name)
+            elif need not in seen:
+                raise RecipeError(f"stage {st.name} reads the output of stage {need}, which this recipe "
+                                  f"{'runs after it' if need in [s.name for s in order] else 'does not run'}")
+        seen.append(st.name)
 
 
 # --------------------------------------------------------------------------- corpus
@@ -195,8 +263,10 @@ def run_anneal_stage(ctx: StageContext) -> dict[str, Any]:
 
     tokens = ctx.stage_dir("anneal") / "tokens"
     docs = tokenize_by_domain(chain(curated_records(ctx), _math_train_records(ctx)), ctx.stage_dir("tokenizer"), tokens)
-    summary = run_pretrain(ctx.recipe.anneal, data_dir=tokens, output=ctx.stage_dir("anneal"),
-                           tokenizer_dir=ctx.stage_dir("tokenizer"), init_from=ctx.model_dir("pretrain"))
+    cfg = ctx.recipe.anneal
+    init = None if cfg.init_from else ctx.model_dir(model_stage(ctx.recipe, "anneal"))
+    summary = run_pretrain(cfg, data_dir=tokens, output=ctx.stage_dir("anneal"),
+                           tokenizer_dir=ctx.stage_dir("tokenizer"), init_from=init)
     return {**summary, "documents_by_domain": docs}
 
 
@@ -220,21 +290,13 @@ def _sft_records(ctx: StageContext) -> Path | None:
     return path
 
 
-def last_model_stage(ctx: StageContext, before: str) -> str:
-    order = [s.name for s in STAGES if s.enabled(ctx.recipe)]
-    candidates = [s for s in order[: order.index(before)] if s in ("pretrain", "anneal", "sft", "long_cot")]
-    if not candidates:
-        raise RuntimeError(f"stage {before} needs a model stage (pretrain/anneal/sft) before it")
-    return candidates[-1]
-
-
 def run_sft_stage(ctx: StageContext) -> dict[str, Any]:
     from infir.sft.train import run_sft
 
     data = [p for p in [_sft_records(ctx)] if p is not None]
     if ctx.data_dir:
         data += [ctx.data_dir / rel for rel in ctx.recipe.corpus.data_dir_sft_files if (ctx.data_dir / rel).exists()]
-    base = ctx.model_dir(last_model_stage(ctx, "sft"))
+    base = ctx.model_dir(model_stage(ctx.recipe, "sft"))
     return run_sft(ctx.recipe.sft, base_model=base, data=data, output=ctx.stage_dir("sft"))
 
 
@@ -245,7 +307,7 @@ def run_long_cot_stage(ctx: StageContext) -> dict[str, Any]:
     cfg = ctx.recipe.long_cot
     if not cfg.sources:
         raise ValueError("long_cot: list the long reasoning traces under long_cot.sources")
-    base = ctx.model_dir(last_model_stage(ctx, "long_cot"))
+    base = ctx.model_dir(model_stage(ctx.recipe, "long_cot"))
     return run_sft(cfg, base_model=base, data=[], output=ctx.stage_dir("long_cot"))
 
 
@@ -256,19 +318,20 @@ def run_eval_stage(ctx: StageContext) -> dict[str, Any]:
     from infir.eval.runner import run_eval
 
     cfg = ctx.recipe.eval
-    model = ctx.model_dir(last_model_stage(ctx, "eval"))
+    model = ctx.model_dir(model_stage(ctx.recipe, "eval"))
     tasks = cfg.tasks + ([t for t in cfg.real_data_tasks if t not in cfg.tasks] if ctx.data_dir else [])
     return run_eval(model, tasks, data_dir=ctx.benchmarks_dir, output=ctx.stage_dir("eval"),
                     limit=cfg.limit, mode=cfg.mode, max_new_tokens=cfg.max_new_tokens)
 
 
 STAGES: list[StageSpec] = [
-    StageSpec("corpus", run_corpus),
-    StageSpec("curate", run_curate_stage, "curate"),
-    StageSpec("tokenizer", run_tokenizer, "tokenizer"),
-    StageSpec("pretrain", run_pretrain_stage, "pretrain"),
-    StageSpec("anneal", run_anneal_stage, "anneal"),
-    StageSpec("sft", run_sft_stage, "sft"),
-    StageSpec("long_cot", run_long_cot_stage, "long_cot"),
-    StageSpec("eval", run_eval_stage, "eval"),
+    StageSpec("corpus", run_corpus, always=True, report="corpus"),
+    StageSpec("curate", run_curate_stage, reads=("corpus",), report="curation"),
+    StageSpec("tokenizer", run_tokenizer, reads=("curate",)),
+    StageSpec("pretrain", run_pretrain_stage, reads=("curate", "tokenizer"), produces="model", report="training"),
+    StageSpec("anneal", run_anneal_stage, reads=("curate", "tokenizer", MODEL), model_from=("pretrain",),
+              produces="model", report="training"),
+    StageSpec("sft", run_sft_stage, reads=(MODEL,), produces="model", report="training"),
+    StageSpec("long_cot", run_long_cot_stage, reads=(MODEL,), produces="model", report="training"),
+    StageSpec("eval", run_eval_stage, reads=(MODEL,), report="evaluation"),
 ]
