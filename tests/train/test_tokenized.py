@@ -75,10 +75,7 @@ def test_missing_source_is_a_clear_error(tmp_path) -> None:
         TokenStream(tmp_path)
 
 
-def _domain_records(n: int = 120) -> list[dict]:
-    from tests.train.conftest import synthetic_texts
-
-    texts = synthetic_texts(n, 5)
+def _domain_records(texts: list[str]) -> list[dict]:
     rows: list[dict] = []
     for i, t in enumerate(texts):
         domain = ("web", "math", "code")[i % 3]
@@ -98,12 +95,12 @@ def _source_contents(folder) -> tuple[dict, list[int], list[str]]:
 
 
 def test_streaming_tokenizer_by_domain_equals_one_source_at_a_time_and_resumes(tmp_path, tokenizer_dir,
-                                                                               monkeypatch) -> None:
+                                                                               monkeypatch, make_texts) -> None:
     from infir.data import tokens as T
     from infir.model.tokenizer import load_tokenizer
 
     tok = load_tokenizer(tokenizer_dir)
-    rows = _domain_records()
+    rows = _domain_records(make_texts(120, 5))
     counts = T.write_token_sources(iter(rows), tok, tmp_path / "all", _route, shard_tokens=300, batch_size=4)
     assert counts == {"code": 40, "math": 40, "web": 40}
     for domain in counts:  # the same folders write_token_shards makes from each domain's records alone
