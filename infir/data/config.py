@@ -58,6 +58,10 @@ class MinHashConfig(_Cfg):
     bands: int = 14
     rows: int = 8
     seed: int = 1
+    # global clustering runs per partition of the LSH buckets (infir.data.dedup); the kept set does not depend
+    # on either setting. None: as many partitions as hold partition_entries band keys each (~60 B apiece at peak)
+    partitions: int | None = Field(None, ge=1)
+    partition_entries: int = Field(2_000_000, ge=1)
 
 
 class QualityConfig(_Cfg):
@@ -92,3 +96,4 @@ class CurateConfig(_Cfg):
     max_doc_chars: int = 2_000_000  # larger documents are quarantined as too_large
     default_domain: str = "web"  # for records without metadata "domain" that are not code files
     ray_address: str | None = None  # None: start Ray locally; "auto" or "ray://host:port" for a cluster
+    shard_mb: float = Field(64, gt=0)  # a bigger JSONL/Parquet file is cut into record ranges of about this size

@@ -1,11 +1,13 @@
 """The curation pipeline (InfiR §2.1.2): read -> language id -> heuristic filters -> code rules ->
 reasoning recall -> global MinHash dedup -> quality -> 10-gram decontamination -> sharded output.
 
-Three phases, each resumable: (1) per input shard, read + per-document filters + MinHash signatures;
-(2) global clustering of all signatures; (3) per shard, dedup + quality + decontamination + writing.
-Every shard of every phase finishes by writing a completion marker after its files (each written
-atomically), so a killed run redoes only unfinished shards: nothing lost, nothing duplicated.
-Invariant: input_records == kept + sum(dropped) + quarantined.
+Three phases, each resumable: (1) per input shard (`infir.data.shards`: files, or record ranges of one big
+file), read + per-document filters + MinHash band keys; (2) global clustering of the LSH buckets, partitioned
+on disk and across workers (`infir.data.dedup`); (3) per shard, dedup + quality + decontamination + writing.
+Phases 1 and 3 stream: records are read, checked and written one at a time, so a process holds one shard's
+band keys at most, never its records. Every shard of every phase finishes by writing a completion marker after
+its files (each written atomically), so a killed run redoes only unfinished shards: nothing lost, nothing
+duplicated. Invariant: input_records == kept + sum(dropped) + quarantined.
 """
 
 from __future__ import annotations
@@ -13,25 +15,27 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
-
-import numpy as np
 
 from infir.data import steps as S
 from infir.data.config import CurateConfig
+from infir.data.dedup import BucketWriter, bucket_file, drop_file, global_dedup, read_drops
 from infir.data.executors import run_tasks
-from infir.data.minhash import MinHasher, cluster, cluster_histogram
-from infir.data.readers import expand_inputs, read_path
+from infir.data.minhash import MinHasher
+from infir.data.readers import expand_inputs
 from infir.data.records import Quarantined, Record
-from infir.utils.io import atomic_path, atomic_write_json, read_jsonl, write_jsonl
+from infir.data.shards import JsonlSink, ParquetSink, Shard, plan_shards
+from infir.utils.io import atomic_write_json, open_text, read_jsonl
 from infir.utils.log import get_logger
 
 log = get_logger(__name__)
 WORK = ".work"
 
 
-def _apply_steps(record: Record, steps: list, funnel: S.Funnel, kept: list[dict], rejects: list[dict]) -> None:
-    """Run the filter steps in order; the first that objects rejects the record with its reason."""
+def _apply_steps(record: Record, steps: list, funnel: S.Funnel, kept, rejects) -> None:
+    """Run the filter steps in order; the first that objects rejects the record with its reason.
+    `kept` and `rejects` are anything with `append(row)`: lists, or the pipeline's file sinks."""
     for step in steps:
         reason = step.check(record)
         funnel.record(step.name, reason)
@@ -45,10 +49,10 @@ def _reject_row(rec: Record, step: str, reason: str) -> dict:
     return {**rec.to_json(), "step": step, "reason": reason}
 
 
-def _phase1(
-    name: str, files: list[str], root: str | None, cfg_json: str, work: str, recall_dir: str | None
-) -> None:
-    """Read one shard, run the per-document steps, compute MinHash signatures."""
+def _phase1(shard: Shard, cfg_json: str, work: str, recall_dir: str | None) -> None:
+    """Read one shard, run the per-document steps, write kept records, rejects and MinHash band keys as they
+    come (memory: the shard's band keys, never its records)."""
+    name = shard.name
     out = Path(work) / "p1"
     if (out / f"{name}.done").exists():
         return
@@ -63,10 +67,12 @@ def _phase1(
     if cfg.recall.enabled and recall_dir:
         steps.append(S.recall_step(cfg, Path(recall_dir)))
     funnel, quarantined = S.Funnel(), Counter()
-    kept: list[dict] = []
-    rejects: list[dict] = []
-    for path in files:
-        for item in read_path(Path(path), cfg.max_doc_chars, Path(root) if root else None):
+    m = cfg.minhash
+    buckets = BucketWriter(MinHasher(m.n_grams, m.bands, m.rows, m.seed)) if m.enabled else None
+    with ExitStack() as stack:  # the files appear (atomically) only when the whole shard went through
+        kept = JsonlSink(out / f"{name}.kept.jsonl.gz", stack, compresslevel=1)
+        rejects = JsonlSink(out / f"{name}.rejects.jsonl.gz", stack, compresslevel=1)
+        for item in shard.read(cfg.max_doc_chars):
             if isinstance(item, Quarantined):
                 quarantined[item.reason] += 1
                 rejects.append({**item.to_json(), "step": "read", "quarantined": True})
@@ -74,56 +80,32 @@ def _phase1(
             funnel.record("read", None)
             if "domain" not in item.metadata:
                 item.metadata["domain"] = "code" if item.metadata.get("language_code") else cfg.default_domain
+            before = kept.count
             _apply_steps(item, steps, funnel, kept, rejects)
-    write_jsonl(out / f"{name}.kept.jsonl.gz", kept)
-    write_jsonl(out / f"{name}.rejects.jsonl.gz", rejects)
-    if cfg.minhash.enabled:
-        m = cfg.minhash
-        sigs = MinHasher(m.n_grams, m.bands, m.rows, m.seed).signatures([r["text"] for r in kept])
-        with atomic_path(out / f"{name}.sig.npy") as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, sigs)
+            if buckets is not None and kept.count > before:
+                buckets.add(item.text)
+    entries = buckets.save(bucket_file(Path(work), name)) if buckets is not None else 0
     stats = {
         "funnel": funnel.to_list(),
         "quarantined": dict(quarantined),
         "read_in": funnel.entry("read")["in"],
+        "kept": kept.count,
+        "band_entries": entries,
     }
     atomic_write_json(out / f"{name}.stats.json", stats)
     (out / f"{name}.done").touch()
 
 
-def _phase2(names: list[str], cfg: CurateConfig, work: Path) -> dict:
-    """Cluster all signatures globally; per shard the indices of duplicates to drop."""
-    target = work / "dedup.json"
-    if target.exists():
-        return json.loads(target.read_text())
-    sigs, owners = [], []
-    for name in names:
-        s = np.load(work / "p1" / f"{name}.sig.npy")
-        sigs.append(s)
-        owners += [(name, i) for i in range(len(s))]
+def _phase2(names: list[str], cfg: CurateConfig, work: Path, executor: str, workers: int) -> dict:
+    """Cluster all band keys globally (partitioned, `infir.data.dedup`); per shard the duplicates to drop."""
+    p1 = [json.loads((work / "p1" / f"{name}.stats.json").read_text()) for name in names]
     m = cfg.minhash
-    allsig = np.concatenate(sigs) if sigs else np.zeros((0, m.bands * m.rows), dtype=np.uint32)
-    valid = ~(allsig == np.iinfo(np.uint32).max).all(axis=1)  # documents without words never match
-    roots = cluster(allsig, m.bands, m.rows, valid)
-    drops: dict[str, dict[str, list]] = {name: {} for name in names}
-    for i, r in enumerate(roots.tolist()):
-        if r != i:  # not the first document of its cluster: drop, remembering which one is kept
-            name, idx = owners[i]
-            drops[name][str(idx)] = list(owners[r])
-    result = {
-        "drops": drops,
-        "clusters": int(sum(1 for v in Counter(roots.tolist()).values() if v > 1)),
-        "cluster_size_histogram": cluster_histogram(roots),
-    }
-    atomic_write_json(target, result, indent=None)
-    return result
+    return global_dedup(names, [s["kept"] for s in p1], [s["band_entries"] for s in p1], work, m.partitions,
+                        m.partition_entries, executor, workers, cfg.ray_address)
 
 
-def _phase3(
-    name: str, cfg_json: str, work: str, output: str, drops: dict, benchmarks_dir: str | None
-) -> None:
-    """Drop duplicates, score quality, decontaminate, write the final shard and its rejects."""
+def _phase3(name: str, cfg_json: str, work: str, output: str, benchmarks_dir: str | None) -> None:
+    """Drop duplicates, score quality, decontaminate, write the final shard and its rejects (streaming)."""
     w, out = Path(work), Path(output)
     if (w / "p3" / f"{name}.done").exists():
         return
@@ -134,45 +116,59 @@ def _phase3(
     if cfg.decontam.enabled and benchmarks_dir:
         steps.append(S.decontam_step(cfg, Path(benchmarks_dir)))
     funnel = S.Funnel()
-    kept, rejects = [], list(read_jsonl(w / "p1" / f"{name}.rejects.jsonl.gz"))
-    for i, row in enumerate(read_jsonl(w / "p1" / f"{name}.kept.jsonl.gz")):
-        rec = Record.from_json(row)
-        if cfg.minhash.enabled:
-            dup = drops.get(str(i))
-            funnel.record("minhash", "minhash_duplicate" if dup is not None else None)
-            if dup is not None:
-                rejects.append(
-                    {
-                        **_reject_row(rec, "minhash", "minhash_duplicate"),
-                        "duplicate_of": {"shard": dup[0], "index": dup[1]},
-                    }
-                )
-                continue
-        _apply_steps(rec, steps, funnel, kept, rejects)
-    if cfg.output_format == "parquet":
-        _write_parquet(out / f"{name}.parquet", kept)
-    else:
-        write_jsonl(out / f"{name}.jsonl.gz", kept)
-    write_jsonl(out / "rejects" / f"{name}.jsonl.gz", rejects)
-    atomic_write_json(w / "p3" / f"{name}.stats.json", {"funnel": funnel.to_list(), "kept": len(kept)})
+    drops = read_drops(drop_file(w, name)) if cfg.minhash.enabled else None
+    names = json.loads((w / "p2" / "plan.json").read_text())["shards"] if drops is not None and len(drops) else []
+    next_drop = 0  # drops are sorted by index: walk them alongside the records
+    with ExitStack() as stack:
+        if cfg.output_format == "parquet":
+            kept: JsonlSink | ParquetSink = ParquetSink(out / f"{name}.parquet", stack)
+        else:
+            kept = JsonlSink(out / f"{name}.jsonl.gz", stack)
+        rejects = JsonlSink(out / "rejects" / f"{name}.jsonl.gz", stack)
+        with open_text(w / "p1" / f"{name}.rejects.jsonl.gz") as f:
+            for line in f:
+                rejects.write_raw(line)
+        for i, row in enumerate(read_jsonl(w / "p1" / f"{name}.kept.jsonl.gz")):
+            rec = Record.from_json(row)
+            if drops is not None:
+                dup = None
+                if next_drop < len(drops) and int(drops["idx"][next_drop]) == i:
+                    dup = drops[next_drop]
+                    next_drop += 1
+                funnel.record("minhash", "minhash_duplicate" if dup is not None else None)
+                if dup is not None:
+                    rejects.append(
+                        {
+                            **_reject_row(rec, "minhash", "minhash_duplicate"),
+                            "duplicate_of": {"shard": names[int(dup["keeper_shard"])],
+                                             "index": int(dup["keeper_idx"])},
+                        }
+                    )
+                    continue
+            _apply_steps(rec, steps, funnel, kept, rejects)
+        if drops is not None and next_drop != len(drops):  # raised before the files appear
+            raise AssertionError(f"{name}: {len(drops) - next_drop} duplicates were not found among its records")
+    atomic_write_json(w / "p3" / f"{name}.stats.json", {"funnel": funnel.to_list(), "kept": kept.count})
     (w / "p3" / f"{name}.done").touch()
 
 
-def _write_parquet(path: Path, rows: list[dict]) -> None:
-    """Parquet shard: id, text, source, metadata (a JSON string: metadata differs between records)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.table(
-        {
-            "id": [r["id"] for r in rows],
-            "text": [r["text"] for r in rows],
-            "source": [r["source"] for r in rows],
-            "metadata": [json.dumps(r["metadata"], ensure_ascii=False) for r in rows],
-        }
-    )
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+def _plan(cfg: CurateConfig, inputs: list[Path], work: Path) -> list[Shard]:
+    """The shards of this run; kept in work/shards.json so a resumed run uses exactly the same ones (a run
+    with other inputs or another shard size starts over)."""
+    shard_bytes = int(cfg.shard_mb * (1 << 20))
+    key = {"inputs": [str(p) for p in inputs], "shard_bytes": shard_bytes}
+    saved = work / "shards.json"
+    if saved.exists():
+        plan = json.loads(saved.read_text())
+        if {k: plan.get(k) for k in key} == key:
+            return [Shard(s["name"], tuple(s["files"]), s["root"], tuple(s["span"]) if s["span"] else None)
+                    for s in plan["shards"]]
+        log.warning("%s holds an unfinished curation of other inputs; starting over", work)
+        shutil.rmtree(work)
+    shards = plan_shards(inputs, shard_bytes)
+    rows = [{"name": s.name, "files": list(s.files), "root": s.root, "span": s.span} for s in shards]
+    atomic_write_json(saved, {**key, "shards": rows})
+    return shards
 
 
 def run_curate(
@@ -189,14 +185,15 @@ def run_curate(
         log.info("curation already finished in %s", output)
         return json.loads((output / "stats.json").read_text())
     work = output / WORK
-    for folder in (output, output / "rejects", work / "p1", work / "p3"):  # leftovers of a killed write
+    for folder in (output, output / "rejects", work, work / "p1", work / "p2", work / "p2" / "edges",
+                   work / "p2" / "drops", work / "p3"):  # leftovers of a killed write
         for stale in folder.glob(".*.tmp") if folder.is_dir() else []:
             shutil.rmtree(stale, ignore_errors=True)
+    shards = _plan(cfg, [Path(p) for p in inputs], work)
     for sub in ("p1", "p3"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     (output / "rejects").mkdir(parents=True, exist_ok=True)
-    shards = expand_inputs([Path(p) for p in inputs])
-    names = [s[0] for s in shards]
+    names = [s.name for s in shards]
     cfg_json = cfg.model_dump_json()
     log.info(
         "curating %d shard(s) from %d input(s) into %s (%s x%d)",
@@ -211,27 +208,16 @@ def run_curate(
     if cfg.recall.enabled:
         from infir.data.recall import train_recall
 
-        recall_dir = str(train_recall(cfg.recall, shards, work / "recall", cfg.max_doc_chars))
-    tasks1 = [
-        (n, [str(p) for p in files], str(root) if root else None, cfg_json, str(work), recall_dir)
-        for n, files, root in shards
-    ]
+        file_shards = expand_inputs([Path(p) for p in inputs])
+        recall_dir = str(train_recall(cfg.recall, file_shards, work / "recall", cfg.max_doc_chars))
+    tasks1 = [(shard, cfg_json, str(work), recall_dir) for shard in shards]
     run_tasks(_phase1, tasks1, executor, workers, cfg.ray_address, "filter")
-    dedup = _phase2(names, cfg, work) if cfg.minhash.enabled else {"drops": {}}
-    tasks3 = [
-        (
-            n,
-            cfg_json,
-            str(work),
-            str(output),
-            dedup["drops"].get(n, {}),
-            str(benchmarks_dir) if benchmarks_dir else None,
-        )
-        for n in names
-    ]
+    dedup = _phase2(names, cfg, work, executor, workers) if cfg.minhash.enabled else None
+    bench = str(benchmarks_dir) if benchmarks_dir else None
+    tasks3 = [(n, cfg_json, str(work), str(output), bench) for n in names]
     run_tasks(_phase3, tasks3, executor, workers, cfg.ray_address, "dedup+write")
 
-    stats = _merge_stats(names, work, dedup if cfg.minhash.enabled else None)
+    stats = _merge_stats(names, work, dedup)
     if recall_dir:
         stats["recall"] = json.loads((Path(recall_dir) / "recall_stats.json").read_text())
     atomic_write_json(output / "stats.json", stats)
@@ -269,6 +255,7 @@ def _merge_stats(names: list[str], work: Path, dedup: dict | None) -> dict:
         stats["minhash"] = {
             "clusters": dedup["clusters"],
             "cluster_size_histogram": dedup["cluster_size_histogram"],
+            "duplicates": dedup["duplicates"],
         }
     if input_records != kept + sum(dropped.values()) + n_quarantined:
         raise AssertionError(f"curation lost records: {stats}")

@@ -78,13 +78,20 @@ def _from_row(row: object, source: str, line: int, max_chars: int) -> Item:
     return _check(Record(rid, text, str(row.get("source") or source), meta), max_chars)
 
 
-def read_jsonl(path: Path, max_chars: int) -> Iterator[Item]:
+def read_jsonl(path: Path, max_chars: int, span: tuple[int, int, int | None] | None = None) -> Iterator[Item]:
+    """span (byte offset, first line, stop line): only lines first..stop-1 (1-based; stop None: to the end),
+    reading from the byte offset (that line's start in an uncompressed file; 0: read and skip lines before)."""
     source = str(path)
+    offset, first, stop = span or (0, 1, None)
     n = 0
     try:
         with _open_binary(path) as f:
-            for n, raw in enumerate(f, 1):
-                if not raw.strip():
+            if offset:
+                f.seek(offset)
+            for n, raw in enumerate(f, first if offset else 1):
+                if stop is not None and n >= stop:
+                    break
+                if n < first or not raw.strip():
                     continue
                 try:
                     line = raw.decode("utf-8")
@@ -103,7 +110,8 @@ def read_jsonl(path: Path, max_chars: int) -> Iterator[Item]:
         yield Quarantined(source, "truncated_or_corrupt_file", "", f"after line {n}: {e}")
 
 
-def read_parquet(path: Path, max_chars: int) -> Iterator[Item]:
+def read_parquet(path: Path, max_chars: int, span: tuple[int, int, int] | None = None) -> Iterator[Item]:
+    """span (first row group, stop row group, rows before the first group): only those row groups."""
     import pyarrow.parquet as pq
 
     source = str(path)
@@ -112,8 +120,9 @@ def read_parquet(path: Path, max_chars: int) -> Iterator[Item]:
     except Exception as e:  # noqa: BLE001 - any unreadable file is quarantined, not raised
         yield Quarantined(source, "unreadable_parquet", "", str(e))
         return
-    n = 0
-    for batch in table.iter_batches():
+    n = span[2] if span else 0
+    groups = list(range(span[0], span[1])) if span else None
+    for batch in table.iter_batches(row_groups=groups):
         for row in batch.to_pylist():
             n += 1
             yield _from_row(row, source, n, max_chars)
@@ -186,13 +195,14 @@ def read_file(path: Path, max_chars: int, root: Path | None = None) -> Iterator[
     yield _check(Record(stable_id(str(root or path.parent), rel), text, source, meta), max_chars)
 
 
-def read_path(path: Path, max_chars: int = 2_000_000, root: Path | None = None) -> Iterator[Item]:
-    """Records of one input file, whatever its format."""
+def read_path(path: Path, max_chars: int = 2_000_000, root: Path | None = None, span: tuple | None = None
+              ) -> Iterator[Item]:
+    """Records of one input file, whatever its format; `span`: a record range (infir.data.shards)."""
     kind = kind_of(path)
     if kind == "jsonl":
-        yield from read_jsonl(path, max_chars)
+        yield from read_jsonl(path, max_chars, span)
     elif kind == "parquet":
-        yield from read_parquet(path, max_chars)
+        yield from read_parquet(path, max_chars, span)
     elif kind in ("warc", "wet"):
         yield from read_warc(path, max_chars, wet=kind == "wet")
     elif kind == "file":

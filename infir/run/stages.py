@@ -218,21 +218,17 @@ def run_tokenizer(ctx: StageContext) -> dict[str, Any]:
 def tokenize_by_domain(records: Iterator[dict], tokenizer_dir: Path, out_dir: Path) -> dict[str, int]:
     """Tokenized sources, one per domain (code, math, web, ...), so recipes can weight the mixture.
 
-    Each source folder is written atomically; a rerun after a crash redoes only missing domains.
+    Streams in one pass with fixed memory; each source folder appears atomically; a rerun after a crash
+    resumes from the last checkpoint (`infir.data.tokens.write_token_sources`).
     """
-    from infir.data.tokens import write_token_shards
+    from infir.data.tokens import write_token_sources
     from infir.model.tokenizer import load_tokenizer
 
-    by_domain: dict[str, list[dict]] = {}
-    for rec in records:
-        by_domain.setdefault(str((rec.get("metadata") or {}).get("domain") or "web"), []).append(rec)
-    tokenizer = load_tokenizer(tokenizer_dir)
-    counts = {}
-    for domain, rows in sorted(by_domain.items()):
-        if not (out_dir / domain / "index.json").exists():
-            write_token_shards(rows, tokenizer, out_dir / domain, source=domain)
-        counts[domain] = len(rows)
-    return counts
+    return write_token_sources(records, load_tokenizer(tokenizer_dir), out_dir, route=_domain_of)
+
+
+def _domain_of(rec: dict) -> str:
+    return str((rec.get("metadata") or {}).get("domain") or "web")
 
 
 def _math_train_records(ctx: StageContext) -> Iterator[dict]:

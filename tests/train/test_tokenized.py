@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,3 +73,121 @@ def test_loader_resumes_from_state_and_ranks_split_the_same_rows(token_data) -> 
 def test_missing_source_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="index.json"):
         TokenStream(tmp_path)
+
+
+def _domain_records(texts: list[str]) -> list[dict]:
+    rows: list[dict] = []
+    for i, t in enumerate(texts):
+        domain = ("web", "math", "code")[i % 3]
+        rows.append({"id": str(i), "text": t if i % 11 else "  ", "metadata": {"domain": domain}})
+    return rows
+
+
+def _route(rec: dict) -> str:
+    return rec["metadata"]["domain"]
+
+
+def _source_contents(folder) -> tuple[dict, list[int], list[str]]:
+    index = json.loads((folder / "index.json").read_text())
+    tokens = [t for s in index["shards"] for t in np.load(folder / s["file"]).tolist()]
+    q = (folder / "quarantine.jsonl").read_text().splitlines() if (folder / "quarantine.jsonl").exists() else []
+    return index, tokens, q
+
+
+def test_streaming_tokenizer_by_domain_equals_one_source_at_a_time_and_resumes(tmp_path, tokenizer_dir,
+                                                                               monkeypatch, make_texts) -> None:
+    from infir.data import tokens as T
+    from infir.model.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tokenizer_dir)
+    rows = _domain_records(make_texts(120, 5))
+    counts = T.write_token_sources(iter(rows), tok, tmp_path / "all", _route, shard_tokens=300, batch_size=4)
+    assert counts == {"code": 40, "math": 40, "web": 40}
+    for domain in counts:  # the same folders write_token_shards makes from each domain's records alone
+        T.write_token_shards([r for r in rows if _route(r) == domain], tok, tmp_path / "ref" / domain,
+                             shard_tokens=300, batch_size=5)
+        got, want = _source_contents(tmp_path / "all" / domain), _source_contents(tmp_path / "ref" / domain)
+        assert got == want and len(got[0]["shards"]) > 2 and got[2]
+        assert np.load(tmp_path / "all" / domain / "shard_00000.npy", mmap_mode="r").dtype == np.uint32
+
+    def crash_after(n: int):
+        for i, row in enumerate(rows):
+            if i == n:
+                raise KeyboardInterrupt("killed")
+            yield row
+
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):  # killed mid-stream, between checkpoints
+        T.write_token_sources(crash_after(77), tok, out, _route, shard_tokens=300, batch_size=4, checkpoint_every=10)
+    progress = json.loads((out / ".partial" / "progress.json").read_text())
+    assert progress["records"] == 70 and not (out / "web").exists()
+    seen = []
+    real_replace = T.os.replace
+
+    def replace_once(a, b):  # killed again while moving the finished sources into place
+        if Path(a).parent.name == ".partial":
+            if seen:
+                raise KeyboardInterrupt("killed")
+            seen.append(b)
+        real_replace(a, b)
+
+    monkeypatch.setattr(T.os, "replace", replace_once)
+    resumed = iter(rows)
+    with pytest.raises(KeyboardInterrupt):
+        T.write_token_sources(resumed, tok, out, _route, shard_tokens=300, batch_size=4, checkpoint_every=10)
+    assert next(resumed, None) is None  # consumed the whole stream once (the first 70 skipped, not tokenized)
+    monkeypatch.setattr(T.os, "replace", real_replace)
+    assert T.write_token_sources(iter([]), tok, out, _route) == counts  # publishes what was finished
+    for domain in counts:
+        assert _source_contents(out / domain) == _source_contents(tmp_path / "all" / domain)
+    assert not (out / ".partial").exists()
+
+    def untouched():
+        raise AssertionError("a finished job must not read its records again")
+        yield {}
+
+    assert T.write_token_sources(untouched(), tok, out, _route) == counts
+
+
+def test_window_permutation_is_a_seeded_bijection() -> None:
+    from infir.train.tokenized import WindowPermutation
+
+    for n in (1, 2, 3, 5, 17, 64, 1000, 4099):
+        perm = WindowPermutation(n, key=7)
+        assert sorted(perm(i) for i in range(n)) == list(range(n))
+    a = [WindowPermutation(1000, key=1)(i) for i in range(1000)]
+    b = [WindowPermutation(1000, key=2)(i) for i in range(1000)]
+    assert a != b and a != list(range(1000))
+    assert sum(x == i for i, x in enumerate(a)) < 10  # looks random: few fixed points
+    with pytest.raises(IndexError):
+        WindowPermutation(10, key=0)(10)
+
+
+def test_shuffled_loader_reads_every_window_once_per_epoch_across_shards(token_data) -> None:
+    source = token_data / "web"
+    stream = TokenStream(source)
+    assert len(stream.index["shards"]) >= 3
+    seq = 16
+    loader = PackedLoader([source], None, seq_len=seq, micro_batch_size=1, seed=3)
+    windows = loader.windows[0]
+    assert windows == stream.num_tokens // seq
+    epoch0 = [loader.window_start(0, n) for n in range(windows)]
+    epoch1 = [loader.window_start(0, n) for n in range(windows, 2 * windows)]
+    for starts in (epoch0, epoch1):
+        offset = starts[0] % seq
+        assert sorted(starts) == [offset + k * seq for k in range(windows)]  # each window once
+    assert epoch0 != epoch1
+    shard_of = np.searchsorted(stream.offsets, epoch0[:8], side="right") - 1
+    assert len(set(shard_of.tolist())) >= 2 and epoch0[:8] != sorted(epoch0[:8])
+    rows = [next(loader)["input_ids"][0] for _ in range(3)]
+    assert torch.equal(rows[1], torch.from_numpy(stream.read(epoch0[1], seq + 1)[:-1]))
+    plain = PackedLoader([source], None, seq_len=seq, micro_batch_size=1, shuffle=False)
+    assert [plain.window_start(0, n) for n in range(4)] == [0, 16, 32, 48]
+    other_seed = PackedLoader([source], None, seq_len=seq, micro_batch_size=1, seed=4)
+    assert [other_seed.window_start(0, n) for n in range(windows)] != epoch0
+    with pytest.raises(ValueError, match="shuffle"):
+        plain.load_state_dict(loader.state_dict())
+    old_checkpoint = {k: v for k, v in plain.state_dict().items() if k not in ("shuffle", "seed")}
+    with pytest.raises(ValueError, match="shuffle"):  # written before shuffling existed: stream order
+        loader.load_state_dict(old_checkpoint)
+    plain.load_state_dict(old_checkpoint)
