@@ -172,7 +172,7 @@ class TrainConfig(Composed):
     # data
     sources: list[DataSource] = Field(default_factory=list, description="Empty: every source in the data dir.")
     seq_len: int = 4096
-    shuffle: bool = Field(True, description="Read each source's windows in a seeded random order (by `seed`), "
+    shuffle: bool = Field(True, description="Read each source's windows in a seeded random order (by `runtime.seed`), "
                           "new every epoch; false: in stream order.")
     micro_batch_size: int = 4
     global_batch_size: int = Field(2048, description="Sequences per optimizer step, over all ranks.")

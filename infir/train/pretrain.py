@@ -91,7 +91,7 @@ def run_pretrain(cfg: TrainConfig, data_dir: Path, output: Path, tokenizer_dir: 
     config = model.config
     sources, weights = resolve_sources(cfg, data_dir)
     loader = PackedLoader(sources, weights, cfg.seq_len, cfg.micro_batch_size, env.rank, env.world_size,
-                          shuffle=cfg.shuffle, seed=cfg.seed)
+                          shuffle=cfg.shuffle, seed=cfg.runtime.seed)
     evaluator = OfflineEvaluator.build(cfg.eval, tokenizer, output / "eval", env) if tokenizer is not None else None
     module, summary = train(model, loader, cfg, output, evaluate=evaluator, env=env)
     export_model(module, config, output / "model", tokenizer, env)
