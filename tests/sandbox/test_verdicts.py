@@ -137,7 +137,7 @@ def test_reasons_for_not_passing() -> None:
         "output_limit": "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)",
         "timeout": "while True:\n    pass",
     }
-    results = dict(zip(sources, run_programs(list(sources.values()), timeout_s=3, memory_mb=256), strict=True))
+    results = dict(zip(sources, run_programs(list(sources.values()), timeout_s=2, memory_mb=256), strict=True))
     got = {k: (r.status, r.reason) for k, r in results.items()}
     assert got == {"assertion": ("failed", "assertion"), "exception": ("failed", "exception"),
                    "syntax": ("failed", "exception"), "memory": ("failed", "memory"),
