@@ -14,7 +14,11 @@ How a verdict is earned (see `infir.sandbox.runner` for the parent's side):
    `os._exit` (from any thread), a signal to itself, `os.abort`, exec'ing another program, closing or redirecting
    stdout: none of these lets the module body finish, so none of them is a pass; closing OUT_FD only loses the
    verdict. Failures are reported as `-fail REASON DETAIL` lines that carry no secret (anyone may write them; they
-   only say why a program that did not pass failed).
+   only say why a program that did not pass failed). The pipes' descriptor numbers are no secret (they are in
+   this interpreter's argv, and /proc/self/fd lists them): the program can write to OUT_FD, but without the
+   secret nothing it writes counts, and any line that is neither the harness's nor a `-fail` hint fails the
+   run ("interfered"), so trying candidate tokens found somewhere gets one wrong guess and no more. Nor can it
+   read OUT_FD back: a pipe's write end yields nothing to read.
 4. In "calls" mode (EvalPlus-style grading) the harness defines the program's functions, calls the entry point on
    each input under a per-input time limit and streams every output back, encoded by `encode`, as
    `SECRET out [i, status, seconds, value, detail]`. The expected outputs never enter the sandbox: the parent
