@@ -233,6 +233,8 @@ class _Estimator:
             return None
         if tok[0].isdigit():
             v = float(tok)
+            if math.isinf(v):  # more than ~308 digits: count them instead
+                return float(len(tok.split(".")[0]) - 1)
             return math.log10(v) if v > 0 else -_LOG10_INF
         if tok == "{":
             return self.group("}")

@@ -157,8 +157,12 @@ def _all_not_equal_quickly(pairs: list[tuple[str, str]]) -> float:
 def test_hang_cases_are_not_equal_within_seconds_on_the_main_thread() -> None:
     assert _all_not_equal_quickly(HANG_CASES) < 5.0
     # The caps do not refuse ordinary big numbers.
+    from infir.eval.grading import refuse_reason
+
     assert math_equal("2^{100}", "1267650600228229401496703205376")
     assert math_equal("10!", "3628800")
+    assert refuse_reason("1" + "0" * 500) is None and refuse_reason("2^{1000}") is None
+    assert refuse_reason("2^{1000000}") is not None
 
 
 def test_hang_cases_off_the_main_thread_and_in_asyncio_tasks() -> None:
