@@ -2,7 +2,8 @@
 
 The alternative users would otherwise pick is a plain subprocess with rlimits and a timeout (evalplus-style,
 our `fallback` mode); the namespace sandbox adds `unshare`, a second interpreter start (the PID-1 init) and
-the mounts. Runs HumanEval's 164 canonical solutions + tests when ../shared/data is present, else simple
+the mounts. Both infir modes run the verdict harness (a pass needs its closing step, see infir/sandbox); the
+bare subprocess counts exit code 0, the rule a `sys.exit(0)` games (bench/verdicts.py compares verdicts). Runs HumanEval's 164 canonical solutions + tests when ../shared/data is present, else simple
 assert programs. Prints programs/s for each and the ratio; the last line is `result: ...`.
 
     .venv/bin/python bench/sandbox.py [--n 164] [--workers 2]
@@ -62,7 +63,7 @@ def main() -> None:
     t_sandbox, sb = timed(lambda: run_programs(sources, max_workers=args.workers))
     n = len(sources)
     print(f"{n} programs, {args.workers} workers, isolation={mode}")
-    print(f"bare subprocess : {n / t_bare:6.2f} programs/s  ({sum(c == 0 for c in codes)} passed)")
+    print(f"bare subprocess : {n / t_bare:6.2f} programs/s  ({sum(c == 0 for c in codes)} exited 0)")
     print(f"fallback (guard): {n / t_fallback:6.2f} programs/s  ({sum(r.passed for r in fb)} passed)")
     print(f"sandbox ({mode}): {n / t_sandbox:6.2f} programs/s  ({sum(r.passed for r in sb)} passed)")
     print(f"result: sandbox_throughput_vs_bare_subprocess={t_bare / t_sandbox:.2f} "

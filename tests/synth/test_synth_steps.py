@@ -88,15 +88,47 @@ def test_code_verification_in_sandbox_keeps_only_passing():
     wrong = SOLUTION_OK.replace("return sum(xs)", "return sum(xs) + 1")
     slow = SOLUTION_OK.replace("return sum(xs)", "while True:\n        pass")
     no_tests = "Here:\n```python\ndef total(xs):\n    return sum(xs)\n```\n"
+    # A wrong solution that leaves with status 0 before its own tests run: "verified" under exit-code-0 rules.
+    exits = wrong.replace("```\n\nTests:", "import sys\nsys.exit(0)\n```\n\nTests:")
     record = {"id": "c1", "instruction": "Sum a list.", "domain_hint": "code",
-              "candidates": [wrong, slow, no_tests, SOLUTION_OK]}
+              "candidates": [wrong, slow, no_tests, exits, SOLUTION_OK]}
     cfg = RejectConfig(min_chars=10, min_reasoning_steps=0, code_timeout_s=2)
     checks = check_candidates(record, cfg, is_code=True)
-    assert [c["reason"] for c in checks] == ["tests_failed", "code_timeout", "no_tests", None]
+    assert [c["reason"] for c in checks] == ["tests_failed", "code_timeout", "no_tests", "code_exited_early", None]
+    assert checks[0]["code"]["reason"] == "assertion" and checks[3]["code"]["detail"] == "SystemExit(0)"
     assert code_program(no_tests) is None and "assert total([]) == 0" in code_program(SOLUTION_OK)
     kept, rejected = asyncio.run(make_verify_handler(cfg)(record))
-    assert rejected == [] and kept[0]["response"] == SOLUTION_OK and kept[0]["verification"]["chosen"] == 3
-    assert kept[0]["verification"]["checks"][3]["code"]["status"] == "passed"
+    assert rejected == [] and kept[0]["response"] == SOLUTION_OK and kept[0]["verification"]["chosen"] == 4
+    assert kept[0]["verification"]["checks"][4]["code"]["status"] == "passed"
+    assert kept[0]["verification"]["rule"] == "first_passing"
+    assert kept[0]["provenance"]["selection"] == {"rule": "first_passing", "chosen": 4, "passed": 1, "candidates": 5}
+
+
+def test_choice_rule_without_reward_model_is_explicit():
+    """Without a reward model the kept candidate follows RejectConfig.choice, recorded in the provenance."""
+    texts = ["Step 1: add.\nStep 2: so the total is \\boxed{7}, as required by the question.",
+             "Step 1: add.\nStep 2: \\boxed{7}.",
+             "Step 1: add 3 and 4.\nStep 2: the sum is seven, \\boxed{7}."]
+    record = {"id": "m7", "instruction": "3 + 4?", "domain_hint": "math", "reference_answer": "7",
+              "candidates": texts, "provenance": {"source": "seeds.jsonl", "index": 3}}
+    chosen = {}
+    for rule in ("first_passing", "shortest_passing", "random_passing"):
+        cfg = RejectConfig(min_chars=10, min_reasoning_steps=2, choice=rule, choice_seed=1)
+        kept, _ = asyncio.run(make_verify_handler(cfg)(record))
+        selection = kept[0]["provenance"]["selection"]
+        assert selection["rule"] == kept[0]["verification"]["rule"] == rule
+        assert kept[0]["provenance"]["source"] == "seeds.jsonl"  # the seed's provenance is kept
+        assert kept[0]["response"] == texts[selection["chosen"]]
+        chosen[rule] = selection["chosen"]
+    assert chosen["first_passing"] == 0 and chosen["shortest_passing"] == 1
+    again = asyncio.run(make_verify_handler(RejectConfig(min_chars=10, choice="random_passing", choice_seed=1))(
+        record))[0][0]["provenance"]["selection"]
+    assert again["chosen"] == chosen["random_passing"] and again["seed"] == 1  # reproducible
+    draws = {asyncio.run(make_verify_handler(RejectConfig(min_chars=10, choice="random_passing", choice_seed=s))(
+        {**record, "id": f"m{s}"}))[0][0]["provenance"]["selection"]["chosen"] for s in range(12)}
+    assert len(draws) > 1  # it does draw
+    with pytest.raises(ValueError):
+        RejectConfig(choice="best")
 
 
 def test_math_check_and_reward_best_of_n(synth_models):
@@ -114,6 +146,7 @@ def test_math_check_and_reward_best_of_n(synth_models):
     assert checks[1]["ok"] and checks[2]["ok"] and checks[1]["math"]["equal"]
     best = max((1, 2), key=lambda i: checks[i]["reward"])
     assert kept[0]["verification"]["chosen"] == best
+    assert kept[0]["provenance"]["selection"]["rule"] == "best_of_n_reward"
     assert kept[0]["response"] == record["candidates"][best]
     none_ok = {**record, "candidates": [record["candidates"][0]]}
     kept, rejected = asyncio.run(make_verify_handler(cfg, rm)(none_ok))

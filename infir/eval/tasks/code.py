@@ -27,11 +27,17 @@ def extract_code(response: str) -> str:
     return max(blocks, key=len)
 
 
-def run_tests(programs: Sequence[str], timeout_s: float = 10.0) -> list[str]:
-    """Sandbox status (passed/failed/timeout/error) of each program."""
+def run_results(programs: Sequence[str], timeout_s: float = 10.0) -> list[Any]:
+    """Sandbox results (`infir.sandbox.SandboxResult`: status, reason, detail) of each program."""
     from infir.sandbox import run_programs
 
-    return [r.status for r in run_programs(list(programs), timeout_s=timeout_s)]
+    return run_programs(list(programs), timeout_s=timeout_s)
+
+
+def run_tests(programs: Sequence[str], timeout_s: float = 10.0) -> list[str]:
+    """Sandbox status (passed/failed/timeout/error) of each program. Passed means its tests ran to the end
+    (the sandbox harness's closing step ran): exiting early with code 0 is a failure."""
+    return [r.status for r in run_results(programs, timeout_s)]
 
 
 def code_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -48,6 +54,10 @@ def code_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 
 def grade_programs(programs: Sequence[str], timeout_s: float = 10.0) -> dict[str, Any]:
-    statuses = run_tests(programs, timeout_s)
+    """A graded row: statuses, why each failed program did not pass (`reasons`: assertion, exception, timeout,
+    early_exit, memory, output_limit, ...; None for a pass), the first program's failure detail, pass counts."""
+    results = run_results(programs, timeout_s)
+    statuses = [r.status for r in results]
     passed = sum(s == "passed" for s in statuses)
-    return {"statuses": statuses, "n": len(statuses), "n_correct": passed, "correct": statuses[0] == "passed"}
+    return {"statuses": statuses, "reasons": [r.reason for r in results], "failure": results[0].detail,
+            "n": len(statuses), "n_correct": passed, "correct": statuses[0] == "passed"}
