@@ -126,8 +126,13 @@ class RecallConfig(_Cfg):
     heldout_fraction: float = 0.1  # seeds held out to measure each round's recall
     negatives_per_positive: float = 1.0
     epochs: int = 25  # 10 gave recalls varying 2x with the sampling seed on small pools; 25 is stable
+    dim: int = 64
+    bucket: int = 2_000_000  # fastText's word-bigram hash buckets (a model is dim x bucket floats on disk)
     seed: int = 0
     domains: list[str] = ["web"]  # the pool recalled from; a recalled page takes the classifier's domain
+    # A page several classifiers recall goes to the first of these (§2.1.2: "we prioritize the retrieval of
+    # mathematics-related samples", then code, then other domains); seed domains not listed come last.
+    priority: list[str] = ["math", "code", "other"]
     drop_unrecalled: bool = True  # the corpus is reasoning-oriented: pages no classifier recalls are dropped
 
     @field_validator("seeds")

@@ -27,10 +27,14 @@ def _open_binary(path: Path):
     name = path.name
     if name.endswith(".gz"):
         return gzip.open(path, "rb")
-    if name.endswith(".zst"):
+    if name.endswith((".zst", ".zstd")):
+        import io
+
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"))
+        # buffered: zstandard's reader alone cannot iterate lines (every .zst file used to be quarantined)
+        raw = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True)
+        return io.BufferedReader(raw)
     return open(path, "rb")
 
 

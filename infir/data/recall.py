@@ -27,7 +27,8 @@ def _clean(text: str) -> str:
     return " ".join(text.lower().split())[:20_000]
 
 
-def train_classifier(positives: list[str], negatives: list[str], path: Path, epochs: int = 10, seed: int = 0):
+def train_classifier(positives: list[str], negatives: list[str], path: Path, epochs: int = 10, seed: int = 0,
+                     dim: int = 64, bucket: int = 2_000_000):
     """A binary fastText model (__label__pos / __label__neg) saved to `path`."""
     import fasttext
 
@@ -38,7 +39,8 @@ def train_classifier(positives: list[str], negatives: list[str], path: Path, epo
         f.write("\n".join(rows) + "\n")
     try:
         model = fasttext.train_supervised(
-            f.name, epoch=epochs, lr=0.5, wordNgrams=2, dim=64, minCount=1, thread=1, seed=seed, verbose=0
+            f.name, epoch=epochs, lr=0.5, wordNgrams=2, dim=dim, bucket=bucket, minCount=1, thread=1, seed=seed,
+            verbose=0,
         )
     finally:
         Path(f.name).unlink(missing_ok=True)
@@ -121,7 +123,8 @@ def train_recall(cfg: RecallConfig, pool: Iterable[str], out_dir: Path, max_char
             pool_idx = [i for i in range(len(corpus)) if i not in recalled]
             n_neg = min(len(pool_idx), max(1, int(len(positives) * cfg.negatives_per_positive)))
             negatives = [corpus[i] for i in rng.sample(pool_idx, n_neg)]
-            model = train_classifier(positives, negatives, out_dir / f"{domain}.bin", cfg.epochs, cfg.seed)
+            model = train_classifier(positives, negatives, out_dir / f"{domain}.bin", cfg.epochs, cfg.seed,
+                                     cfg.dim, cfg.bucket)
             scores = positive_prob(model, corpus) if corpus else np.zeros(0)
             if cfg.top_k:
                 chosen = set(np.argsort(-scores)[: cfg.top_k].tolist())
@@ -159,6 +162,20 @@ class RecallScorer:
 
     def best(self, text: str) -> tuple[str, float]:
         return self.best_batch([text])[0]
+
+    def probabilities(self, texts: list[str]) -> dict[str, np.ndarray]:
+        return {d: positive_prob(m, texts) for d, m in self.models.items()}
+
+    def route(self, texts: list[str], threshold: float, priority: list[str]) -> list[tuple[str | None, dict]]:
+        """Per text: the first domain in `priority` whose classifier scores it >= threshold (the paper recalls
+        math first, then code, then other reasoning text), or None; with every classifier's probability."""
+        probs = self.probabilities(texts)
+        order = [d for d in priority if d in probs] + [d for d in probs if d not in priority]
+        out = []
+        for i in range(len(texts)):
+            scores = {d: round(float(probs[d][i]), 4) for d in order}
+            out.append((next((d for d in order if probs[d][i] >= threshold), None), scores))
+        return out
 
     def best_batch(self, texts: list[str]) -> list[tuple[str, float]]:
         """(domain, probability) of the top classifier for each text (ties: the first domain by name)."""

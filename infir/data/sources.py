@@ -39,7 +39,7 @@ from infir.data.code_rules import KNOWN_LANGUAGES, language_of_path, normalize_l
 from infir.data.config import DOMAINS, InputSpec
 from infir.data.records import CODE_EXTENSIONS
 
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".json.zst", ".ndjson")
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.zstd", ".json.gz", ".json.zst", ".ndjson")  # DCLM: .zstd
 WARC_SUFFIXES = (".warc", ".warc.gz", ".arc.gz")
 WET_SUFFIXES = (".wet", ".warc.wet.gz", ".wet.gz")
 TEXT_SUFFIXES = (".txt", ".md", ".rst", ".tex")

@@ -261,8 +261,8 @@ def code_rules_step(ctx: StepContext) -> Step:
 
 @register("recall")
 def recall_step(ctx: StepContext) -> Step:
-    """Reasoning-oriented recall: the best-scoring domain classifier moves a page to its domain, or the page
-    is dropped as not recalled (recall.drop_unrecalled)."""
+    """Reasoning-oriented recall: the first classifier in recall.priority (math, code, other) that recalls a
+    page moves it to its domain; a page none recalls is dropped as not recalled (recall.drop_unrecalled)."""
     from infir.data.recall import RecallScorer
 
     cfg = ctx.cfg.recall
@@ -272,9 +272,10 @@ def recall_step(ctx: StepContext) -> Step:
 
     def check_batch(records: list[Record]) -> list[str | None]:
         out: list[str | None] = []
-        for rec, (domain, score) in zip(records, scorer.best_batch([r.text for r in records]), strict=True):
-            rec.metadata["recall_score"] = round(score, 4)
-            if score < cfg.threshold:
+        routed = scorer.route([r.text for r in records], cfg.threshold, cfg.priority)
+        for rec, (domain, scores) in zip(records, routed, strict=True):
+            rec.metadata["recall_scores"] = scores
+            if domain is None:
                 out.append("not_recalled" if cfg.drop_unrecalled else None)
                 continue
             rec.metadata["recalled_domain"] = domain

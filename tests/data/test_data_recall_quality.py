@@ -81,6 +81,6 @@ def test_pipeline_recall_iterations_and_flag_mode(shared_data, tmp_path):
     assert "heldout_recall" in stats["recall"]["math"][0]
     rejects = {r["id"]: r for p in (tmp_path / "out" / "rejects").glob("*.jsonl.gz") for r in read_jsonl(p)}
     assert "leak" in kept, rejects.get("leak", {}).get("reason")
-    assert kept["leak"]["metadata"]["source_name"] == "owm" and "recall_score" not in kept["leak"]["metadata"]
+    assert kept["leak"]["metadata"]["source_name"] == "owm" and "recall_scores" not in kept["leak"]["metadata"]
     assert kept["leak"]["metadata"]["contamination"]["benchmark"] == "gsm8k"  # flagged, not dropped
     assert stats["input_records"] == stats["kept"] + sum(stats["dropped"].values()) + stats["quarantined"]
