@@ -59,10 +59,10 @@ def curate(
     except ValueError as e:  # bad input or settings, known before any work: say which, exit non-zero
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=2) from None
-    summary = {k: stats[k] for k in ("input_records", "kept", "quarantined", "assumed")}
+    summary = {k: stats.get(k, 0) for k in ("input_records", "kept", "quarantined", "assumed")}
     summary["dropped"] = sum(stats["dropped"].values())
     summary["by_domain"] = {d: {k: v[k] for k in ("input", "kept", "quarantined")} | {"dropped": sum(
-        v["dropped"].values())} for d, v in stats["domains"].items()}
+        v["dropped"].values())} for d, v in stats.get("domains", {}).items()}
     typer.echo(json.dumps(summary))
 
 

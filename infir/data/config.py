@@ -126,6 +126,7 @@ class RecallConfig(_Cfg):
     heldout_fraction: float = 0.1  # seeds held out to measure each round's recall
     negatives_per_positive: float = 1.0
     epochs: int = 25  # 10 gave recalls varying 2x with the sampling seed on small pools; 25 is stable
+    lr: float = 0.5  # halved and retried when fastText diverges ("Encountered NaN"; seen with small buckets)
     dim: int = 64
     bucket: int = 2_000_000  # fastText's word-bigram hash buckets (a model is dim x bucket floats on disk)
     seed: int = 0
@@ -158,7 +159,7 @@ class ScorerConfig(_Cfg):
 
     model: str | None = None  # e.g. HuggingFaceFW/fineweb-edu-classifier, or a folder
     min_int_score: int = 3  # keep int_score >= this, as FineWeb-Edu's and FineMath's "3plus" sets do
-    domains: list[str] = Field(default_factory=list)
+    domains: list[str] | None = None  # the domains it scores (default: edu -> web, other; math -> math)
     batch_size: int = 32
     max_length: int = 512
 
@@ -168,11 +169,19 @@ class QualityConfig(_Cfg):
     (syntax for every allowed language, lint for Python) on code."""
 
     enabled: bool = False  # model-based scorers on (when `curate.steps` is not given)
-    edu: ScorerConfig = Field(default_factory=lambda: ScorerConfig(domains=["web", "other"]))
-    math: ScorerConfig = Field(default_factory=lambda: ScorerConfig(domains=["math"]))
+    edu: ScorerConfig = Field(default_factory=ScorerConfig)
+    math: ScorerConfig = Field(default_factory=ScorerConfig)
     device: str = "auto"  # auto: cuda when present, else cpu
     code_static_analysis: bool = True  # runs whether or not the model-based scorers are on
     max_lint_errors_per_100_lines: float = 5.0
+
+    @model_validator(mode="after")
+    def _default_domains(self) -> QualityConfig:
+        if self.edu.domains is None:
+            self.edu.domains = ["web", "other"]
+        if self.math.domains is None:
+            self.math.domains = ["math"]
+        return self
 
 
 class DecontamConfig(_Cfg):

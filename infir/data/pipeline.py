@@ -207,6 +207,9 @@ def run_curate(
     if (output / "stats.json").exists() and not (output / WORK).exists():
         log.info("curation already finished in %s", output)
         return json.loads((output / "stats.json").read_text())
+    # Everything that can be known before any work: inputs (formats, languages), step lists, seeds, scorers.
+    specs = resolve_inputs([p if isinstance(p, InputSpec) else str(p) for p in inputs])
+    S.check_plan(cfg, benchmarks_dir)
     work = output / WORK
     for folder in (output, output / "rejects", work / "p1", work / "p3"):  # leftovers of a killed write
         for stale in folder.glob(".*.tmp") if folder.is_dir() else []:
@@ -214,9 +217,6 @@ def run_curate(
     for sub in ("p1", "p3"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     (output / "rejects").mkdir(parents=True, exist_ok=True)
-    # Everything that can be known before any work: inputs (formats, languages), step lists, seeds, scorers.
-    specs = resolve_inputs([p if isinstance(p, InputSpec) else str(p) for p in inputs])
-    S.check_plan(cfg, benchmarks_dir)
     shards = expand_inputs(specs)
     names = [s[0] for s in shards]
     file_specs = spec_of_files(specs, shards)

@@ -27,9 +27,9 @@ def _clean(text: str) -> str:
     return " ".join(text.lower().split())[:20_000]
 
 
-def train_classifier(positives: list[str], negatives: list[str], path: Path, epochs: int = 10, seed: int = 0,
-                     dim: int = 64, bucket: int = 2_000_000):
-    """A binary fastText model (__label__pos / __label__neg) saved to `path`."""
+def train_classifier(positives: list[str], negatives: list[str], path: Path | None, epochs: int = 10,
+                     seed: int = 0, dim: int = 64, bucket: int = 2_000_000, lr: float = 0.5):
+    """A binary fastText model (__label__pos / __label__neg), saved to `path` unless it is None."""
     import fasttext
 
     fasttext.FastText.eprint = lambda *a, **k: None
@@ -38,14 +38,23 @@ def train_classifier(positives: list[str], negatives: list[str], path: Path, epo
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
         f.write("\n".join(rows) + "\n")
     try:
-        model = fasttext.train_supervised(
-            f.name, epoch=epochs, lr=0.5, wordNgrams=2, dim=dim, bucket=bucket, minCount=1, thread=1, seed=seed,
-            verbose=0,
-        )
+        for attempt in range(4):
+            try:
+                model = fasttext.train_supervised(
+                    f.name, epoch=epochs, lr=lr, wordNgrams=2, dim=dim, bucket=bucket, minCount=1, thread=1,
+                    seed=seed, verbose=0,
+                )
+                break
+            except RuntimeError as e:  # fastText diverges now and then at high lr on small data ("Encountered NaN")
+                if "NaN" not in str(e) or attempt == 3:
+                    raise
+                log.warning("fastText diverged at lr %.3g; retrying at lr %.3g", lr, lr / 2)
+                lr /= 2
     finally:
         Path(f.name).unlink(missing_ok=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save_model(str(path))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save_model(str(path))
     return model
 
 
@@ -123,8 +132,9 @@ def train_recall(cfg: RecallConfig, pool: Iterable[str], out_dir: Path, max_char
             pool_idx = [i for i in range(len(corpus)) if i not in recalled]
             n_neg = min(len(pool_idx), max(1, int(len(positives) * cfg.negatives_per_positive)))
             negatives = [corpus[i] for i in rng.sample(pool_idx, n_neg)]
-            model = train_classifier(positives, negatives, out_dir / f"{domain}.bin", cfg.epochs, cfg.seed,
-                                     cfg.dim, cfg.bucket)
+            last = it == cfg.iterations - 1  # only the last round's classifier is kept (dim x bucket floats)
+            model = train_classifier(positives, negatives, out_dir / f"{domain}.bin" if last else None,
+                                     cfg.epochs, cfg.seed, cfg.dim, cfg.bucket, cfg.lr)
             scores = positive_prob(model, corpus) if corpus else np.zeros(0)
             if cfg.top_k:
                 chosen = set(np.argsort(-scores)[: cfg.top_k].tolist())
@@ -147,7 +157,18 @@ def train_recall(cfg: RecallConfig, pool: Iterable[str], out_dir: Path, max_char
 
 
 class RecallScorer:
-    """Scores a text with every trained domain classifier; `best` gives the top domain and probability."""
+    """Scores a text with every trained domain classifier; `route` picks the domain by priority."""
+
+    _cache: dict[str, RecallScorer] = {}
+
+    @classmethod
+    def load(cls, models_dir: Path) -> RecallScorer:
+        """One loaded set of classifiers per process (phase 1 builds a plan per shard)."""
+        key = str(Path(models_dir).resolve())
+        if key not in cls._cache:
+            cls._cache.clear()
+            cls._cache[key] = cls(models_dir)
+        return cls._cache[key]
 
     def __init__(self, models_dir: Path):
         import fasttext

