@@ -142,7 +142,6 @@ def train_recall(cfg: RecallConfig, pool: Iterable[str], out_dir: Path, max_char
                 chosen = set(np.flatnonzero(scores >= cfg.threshold).tolist())
             new = chosen - recalled
             recalled |= chosen
-            positives = positives + [corpus[i] for i in sorted(new)]
             row = {"iteration": it, "seeds": len(positives), "negatives": n_neg, "pool_sample": len(corpus),
                    "pool": pool_size, "recalled": len(chosen), "new": len(new),
                    "recalled_fraction": round(len(chosen) / max(len(corpus), 1), 4)}
@@ -150,6 +149,7 @@ def train_recall(cfg: RecallConfig, pool: Iterable[str], out_dir: Path, max_char
                 row["heldout_seeds"] = len(held)
                 row["heldout_recall"] = round(float(np.mean(positive_prob(model, held) >= cfg.threshold)), 4)
             stats[domain].append(row)
+            positives = positives + [corpus[i] for i in sorted(new)]  # DeepSeekMath: recalled pages join the seeds
             log.info("recall %s round %d: %d of %d sampled pages recalled (%d new), held-out seed recall %s",
                      domain, it, len(chosen), len(corpus), len(new), row.get("heldout_recall", "-"))
     atomic_write_json(out_dir / "recall_stats.json", stats)
@@ -164,7 +164,8 @@ class RecallScorer:
     @classmethod
     def load(cls, models_dir: Path) -> RecallScorer:
         """One loaded set of classifiers per process (phase 1 builds a plan per shard)."""
-        key = str(Path(models_dir).resolve())
+        files = sorted(Path(models_dir).glob("*.bin"))  # retrained models in the same folder are new models
+        key = str([(str(f.resolve()), f.stat().st_mtime_ns, f.stat().st_size) for f in files]) or str(models_dir)
         if key not in cls._cache:
             cls._cache.clear()
             cls._cache[key] = cls(models_dir)
