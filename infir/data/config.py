@@ -126,9 +126,10 @@ class RecallConfig(_Cfg):
     heldout_fraction: float = 0.1  # seeds held out to measure each round's recall
     negatives_per_positive: float = 1.0
     epochs: int = 25  # 10 gave recalls varying 2x with the sampling seed on small pools; 25 is stable
-    lr: float = 0.5  # halved and retried when fastText diverges ("Encountered NaN"; seen with small buckets)
+    lr: float = 0.5
     dim: int = 64
-    bucket: int = 2_000_000  # fastText's word-bigram hash buckets (a model is dim x bucket floats on disk)
+    bucket: int = 2_000_000  # fastText's word-bigram hash buckets (a model is dim x bucket floats on disk; tables
+    # under 64 MB are raised to 64 MB: smaller ones made fastText diverge, see recall.train_classifier)
     seed: int = 0
     domains: list[str] = ["web"]  # the pool recalled from; a recalled page takes the classifier's domain
     # A page several classifiers recall goes to the first of these (§2.1.2: "we prioritize the retrieval of

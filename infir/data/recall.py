@@ -27,6 +27,9 @@ def _clean(text: str) -> str:
     return " ".join(text.lower().split())[:20_000]
 
 
+MIN_TABLE_BYTES = 64 << 20
+
+
 def train_classifier(positives: list[str], negatives: list[str], path: Path | None, epochs: int = 10,
                      seed: int = 0, dim: int = 64, bucket: int = 2_000_000, lr: float = 0.5):
     """A binary fastText model (__label__pos / __label__neg), saved to `path` unless it is None."""
@@ -37,19 +40,19 @@ def train_classifier(positives: list[str], negatives: list[str], path: Path | No
     random.Random(seed).shuffle(rows)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
         f.write("\n".join(rows) + "\n")
+    # fastText's input matrix is dim x (words + bucket) floats. Measured here: when it is small enough to come
+    # from heap memory the process freed earlier (under glibc's 32 MB mmap threshold), training hits "Encountered
+    # NaN" on every run but a process's first (10k buckets: 5 of 6 runs; 100k on 600 documents: 5 of 6), and
+    # never when it is larger (200k-2M buckets: 0 of 48): small tables are raised to 64 MB (MIN_TABLE_BYTES).
+    bucket = max(bucket, -(-MIN_TABLE_BYTES // (4 * dim)))
     try:
-        for attempt in range(4):
-            try:
-                model = fasttext.train_supervised(
-                    f.name, epoch=epochs, lr=lr, wordNgrams=2, dim=dim, bucket=bucket, minCount=1, thread=1,
-                    seed=seed, verbose=0,
-                )
-                break
-            except RuntimeError as e:  # fastText diverges now and then at high lr on small data ("Encountered NaN")
-                if "NaN" not in str(e) or attempt == 3:
-                    raise
-                log.warning("fastText diverged at lr %.3g; retrying at lr %.3g", lr, lr / 2)
-                lr /= 2
+        model = fasttext.train_supervised(
+            f.name, epoch=epochs, lr=lr, wordNgrams=2, dim=dim, bucket=bucket, minCount=1, thread=1, seed=seed,
+            verbose=0,
+        )
+    except RuntimeError as e:
+        raise RuntimeError(f"fastText recall training failed ({e}) with lr {lr}, dim {dim}, bucket {bucket}; "
+                           "lower recall.lr") from None
     finally:
         Path(f.name).unlink(missing_ok=True)
     if path is not None:

@@ -63,7 +63,7 @@ def test_pipeline_recall_iterations_and_flag_mode(shared_data, tmp_path):
         {
             "heuristics": {"enabled": False},
             "recall": {"enabled": True, "seeds": {"math": [str(tmp_path / "seeds.jsonl")]}, "iterations": 2,
-                       "dim": 32, "bucket": 1_000_000},
+                       "bucket": 262_144},
             "decontam": {"mode": "flag", "benchmarks": ["gsm8k"]},
         }
     )
@@ -167,25 +167,22 @@ def test_step_registry_matches_the_config_names_and_code_rules_per_language():
         "code_too_few_lines"
 
 
-def test_recall_training_survives_fasttext_divergence(tmp_path, monkeypatch):
-    """Bug: fastText now and then raised "Encountered NaN" at lr 0.5 on small data with small hash tables (seen
-    in 7 of 24 runs of the recall test at 100k-500k buckets, not reproducible at will); training now halves the
-    learning rate and retries. The divergence is injected here on the first call; the retry trains for real."""
-    fasttext = pytest.importorskip("fasttext")
-    import infir.data.recall as recall
+def test_recall_training_does_not_diverge_on_small_tables(tmp_path):
+    """Bug: with hash tables small enough to reuse heap memory the process freed before, fastText hit
+    "Encountered NaN" on most trainings after a process's first; tables are now at least 64 MB. Trainings of
+    both sizes in turn, in one process, all must succeed."""
+    pytest.importorskip("fasttext")
+    import random
 
-    real, calls = fasttext.train_supervised, []
+    from infir.data.recall import positive_prob
 
-    def diverging_once(*args, **kwargs):
-        calls.append(kwargs["lr"])
-        if len(calls) == 1:
-            raise RuntimeError("Encountered NaN.")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(fasttext, "train_supervised", diverging_once)
+    rng = random.Random(0)
+    vocab = [f"w{i}" for i in range(5000)]
+    docs = [" ".join(rng.choice(vocab) for _ in range(200)) for _ in range(600)]
     positives = [f"x = {a} + {b} so x is {a + b}" for a, b in ((2, 3), (4, 1), (7, 2), (1, 8), (6, 6))]
     negatives = ["the cat sat on the mat", "we walked to the park", "a quiet evening at home", "rain again today",
                  "the shop opens at nine"]
-    model = recall.train_classifier(positives, negatives, tmp_path / "m.bin", epochs=5, bucket=10_000)
-    assert calls[:2] == [0.5, 0.25] and (tmp_path / "m.bin").exists()  # (fastText may diverge again: more halvings)
-    assert model.predict("x = 3 + 3 so x is 6")[0][0] in ("__label__pos", "__label__neg")
+    for i in range(3):
+        train_classifier(docs[:300], docs[300:], None, epochs=5, bucket=100_000)
+        model = train_classifier(positives, negatives, tmp_path / f"m{i}.bin", epochs=5, bucket=10_000)
+    assert positive_prob(model, ["y = 3 + 3 so y is 6"])[0] > positive_prob(model, ["the dog sat on the mat"])[0]
