@@ -163,3 +163,37 @@ def test_cli_input_with_domain_and_per_domain_summary(tmp_path: Path, shared_dat
     bad = subprocess.run([*cmd[:5], "--input", f"{pages}:maths", "--output", str(tmp_path / "o2")], capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and "unknown domain 'maths'" in bad.stderr
+
+
+def test_the_old_string_layout_routes_each_file_by_its_format(tmp_path: Path, shared_data: Path) -> None:
+    """The issue's case: inputs as plain globs (data/raw/web/**/*.jsonl.gz, code/**/*.parquet, math/**/*.jsonl.gz)
+    with real C4 pages, Stack-style Python rows and OpenWebMath-style LaTeX pages kept 0 of 810 documents."""
+    import textwrap
+
+    from infir.data.pipeline import run_curate
+    from infir.utils.io import read_jsonl
+
+    raw = tmp_path / "data" / "raw"
+    web = [json.loads(line) for line in open(shared_data / "corpus" / "llamafactory" / "c4_demo.jsonl")]
+    (raw / "web").mkdir(parents=True)
+    with gzip.open(raw / "web" / "c4.jsonl.gz", "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in web[:100])
+    lib = Path(textwrap.__file__).parent
+    code = [{"content": (lib / f"{m}.py").read_text(), "language": "Python", "path": f"Lib/{m}.py"}
+            for m in ("textwrap", "heapq", "bisect", "shlex", "fnmatch", "glob", "queue", "sched")]
+    (raw / "code").mkdir()
+    pq.write_table(pa.Table.from_pylist(code), raw / "code" / "stack.parquet")
+    math = [json.loads(line) for line in gzip.open(shared_data / "math" / "train.jsonl.gz", "rt")][:30]
+    (raw / "math").mkdir()
+    with gzip.open(raw / "math" / "owm.jsonl.gz", "wt") as f:
+        f.writelines(json.dumps({"url": f"https://m/{i}", "text": m["problem"] + "\n\n" + m["solution"],
+                                 "date": "2023", "metadata": "{}"}) + "\n" for i, m in enumerate(math))
+    inputs = [str(raw / "web" / "**" / "*.jsonl.gz"), str(raw / "code" / "**" / "*.parquet"),
+              str(raw / "math" / "**" / "*.jsonl.gz")]
+    stats = run_curate(CurateConfig(), inputs, tmp_path / "out")
+    d = stats["domains"]
+    assert d["code"]["input"] == 8 and d["code"]["kept"] >= 7
+    assert d["math"]["input"] == 30 and d["math"]["kept"] >= 27
+    assert d["web"]["input"] == 100 and d["web"]["assumed"] == 100 and 20 <= d["web"]["kept"] <= 95
+    kept = [r for p in (tmp_path / "out").glob("*.jsonl.gz") for r in read_jsonl(p)]
+    assert {r["metadata"]["source_name"] for r in kept} == {"c4", "the-stack", "open-web-math"}
