@@ -1,4 +1,7 @@
-"""Readers for SFT data: Alpaca, ShareGPT, OpenAI messages and self-instruct seed tasks (JSON, JSONL, Parquet).
+"""Chat release formats: Alpaca, ShareGPT (incl. Infinity-Instruct's `conversations` [{from, value}]), OpenAI
+messages (incl. orca-agentinstruct's JSON-encoded `messages`), FLAN (`inputs`/`targets`) and self-instruct seed
+tasks (JSON, JSONL, Parquet). SFT data and the corpus's instruction sources (rendered as text by
+`conversation_text`) are both read through here.
 
 Every record becomes a `Conversation` (messages + domain + labels + provenance). A record that
 cannot become one is quarantined with a reason and counted, never dropped silently.
@@ -19,7 +22,7 @@ from infir.utils.log import get_logger
 
 log = get_logger(__name__)
 
-FORMATS = ("alpaca", "sharegpt", "openai", "self_instruct")
+FORMATS = ("alpaca", "sharegpt", "openai", "flan", "self_instruct")
 
 SHAREGPT_ROLES = {
     "human": "user", "user": "user",
@@ -144,6 +147,11 @@ def _sharegpt(rec: dict) -> list[dict[str, str]]:
 
 def _openai(rec: dict) -> list[dict[str, str]]:
     raw = rec.get("messages")
+    if isinstance(raw, str):  # orca-agentinstruct-1M stores the messages as a JSON-encoded string
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise MalformedRecord(f"bad_messages_json: {e}") from None
     if not isinstance(raw, list):
         raise MalformedRecord("missing_messages: no 'messages' list")
     messages = []
@@ -157,6 +165,16 @@ def _openai(rec: dict) -> list[dict[str, str]]:
             raise MalformedRecord(f"tool_calls: message {i} carries tool calls (not supported)")
         messages.append({"role": role, "content": _text(m.get("content"), f"message {i}")})
     return messages
+
+
+def _flan(rec: dict) -> list[dict[str, str]]:
+    """The FLAN collection's rows: `inputs` (the templated task) -> user, `targets` -> assistant."""
+    inputs, targets = rec.get("inputs"), rec.get("targets")
+    if not isinstance(inputs, str) or not inputs.strip():
+        raise MalformedRecord("missing_inputs: no non-empty 'inputs'")
+    if not isinstance(targets, str):
+        raise MalformedRecord("missing_targets: no 'targets' string")
+    return [{"role": "user", "content": inputs}, {"role": "assistant", "content": targets}]
 
 
 def _self_instruct(rec: dict) -> list[list[dict[str, str]]]:
@@ -174,11 +192,13 @@ def detect_format(rec: Any) -> str:
         return "openai"
     if "conversations" in rec or "conversation" in rec:
         return "sharegpt"
+    if "inputs" in rec and "targets" in rec:
+        return "flan"
     if "instances" in rec and "instruction" in rec:
         return "self_instruct"
     if "instruction" in rec:
         return "alpaca"
-    raise MalformedRecord("unknown_format: no messages/conversations/instruction field")
+    raise MalformedRecord("unknown_format: no messages/conversations/instruction/inputs field")
 
 
 def validate_messages(messages: list[dict[str, str]]) -> None:
@@ -198,8 +218,8 @@ def record_to_conversations(rec: Any, fmt: str = "auto", domain: str | None = No
         raise MalformedRecord(f"not_an_object: record is {type(rec).__name__}")
     if fmt == "self_instruct":
         all_messages = _self_instruct(rec)
-    elif fmt in ("alpaca", "sharegpt", "openai"):
-        all_messages = [{"alpaca": _alpaca, "sharegpt": _sharegpt, "openai": _openai}[fmt](rec)]
+    elif fmt in ("alpaca", "sharegpt", "openai", "flan"):
+        all_messages = [{"alpaca": _alpaca, "sharegpt": _sharegpt, "openai": _openai, "flan": _flan}[fmt](rec)]
     else:
         raise ValueError(f"unknown SFT format {fmt!r}; choose from {FORMATS} or 'auto'")
     labels = {k: rec[k] for k in LABEL_KEYS if k in rec}
@@ -212,6 +232,12 @@ def record_to_conversations(rec: Any, fmt: str = "auto", domain: str | None = No
         out.append(Conversation(messages=messages, domain=dom or domain or "general", labels=dict(labels),
                                 source=source))
     return out
+
+
+def conversation_text(conv: Conversation) -> str:
+    """A chat as pretraining text (instruction data in the corpus, Table 7): the turns in order, one blank
+    line apart, without role markers, so the text reads like a worked question and answer."""
+    return "\n\n".join(m["content"].strip() for m in conv.messages if m["content"].strip())
 
 
 def iter_raw_records(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:

@@ -20,8 +20,11 @@ def _load_config(path: Path | None, overrides: list[str]):
 
 @app.command("curate")
 def curate(
-    inputs: list[Path] = typer.Option(
-        ..., "--input", "-i", help="JSONL(.gz/.zst), Parquet, WARC/WET files or folders."
+    inputs: list[str] = typer.Option(
+        ..., "--input", "-i",
+        help="PATH or PATH:DOMAIN (web, math, code, knowledge, wiki, instruct, other): JSONL(.gz/.zst), JSON, "
+        "Parquet, WARC/WET files, folders or globs. Without a domain it is detected from the release format "
+        "(Stack rows -> code, OpenWebMath -> math, ...), else curate.default_domain (counted as assumed).",
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder: shards, stats.json, rejects/."),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML with CurateConfig fields (or a recipe)."),
@@ -45,10 +48,19 @@ def curate(
     for folder in tasks_dir:
         add_tasks_dir(folder)
 
+    from infir.data.config import InputSpec
+
     cfg = _load_config(config, overrides)
-    stats = run_curate(cfg, inputs, output, benchmarks_dir=benchmarks, executor=executor, workers=workers)
-    summary = {k: stats[k] for k in ("input_records", "kept", "quarantined")}
+    try:
+        specs = [InputSpec.parse(i) for i in inputs]
+        stats = run_curate(cfg, specs, output, benchmarks_dir=benchmarks, executor=executor, workers=workers)
+    except ValueError as e:  # bad input or settings, known before any work: say which, exit non-zero
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2) from None
+    summary = {k: stats.get(k, 0) for k in ("input_records", "kept", "quarantined", "assumed")}
     summary["dropped"] = sum(stats["dropped"].values())
+    summary["by_domain"] = {d: {k: v[k] for k in ("input", "kept", "quarantined")} | {"dropped": sum(
+        v["dropped"].values())} for d, v in stats.get("domains", {}).items()}
     typer.echo(json.dumps(summary))
 
 
@@ -72,26 +84,71 @@ def mix(
     typer.echo(json.dumps(stats))
 
 
+@app.command("annotate-quality")
+def annotate_quality(
+    inputs: list[str] = typer.Option(..., "--input", "-i", help="PATH or PATH:DOMAIN, as for curate."),
+    teacher: str = typer.Option(..., "--teacher", help="OpenAI-compatible URL (infir serve, vLLM, ...)."),
+    out: Path = typer.Option(..., "--out", help="Labels JSONL ({text, score, rubric, answer})."),
+    rubric: str = typer.Option("edu", "--rubric", help="edu (FineWeb-Edu, additive 0-5) or math (FineMath, 1-5)."),
+    model: str | None = typer.Option(None, "--model", help="Model name at the endpoint (default: its first)."),
+    sample: int = typer.Option(1000, "--sample", help="Texts drawn uniformly from the inputs."),
+    domain: list[str] = typer.Option([], "--domain", help="Only records of these domains (repeatable)."),
+    seed: int = typer.Option(0, "--seed"),
+    concurrency: int = typer.Option(8, "--concurrency"),
+) -> None:
+    """Label a uniform sample of the corpus with a teacher model (FineWeb-Edu or FineMath rubric)."""
+    from infir.data.annotate import annotate_corpus
+    from infir.data.config import CurateConfig, InputSpec
+    from infir.data.readers import expand_inputs, read_path
+    from infir.data.records import Record
+    from infir.data.sources import resolve_inputs
+
+    cfg = CurateConfig()
+    try:
+        specs = resolve_inputs([InputSpec.parse(i) for i in inputs])
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2) from None
+
+    def texts():
+        for spec in specs:
+            for _, files, root in expand_inputs([spec]):
+                for f in files:
+                    for item in read_path(f, cfg.max_doc_chars, root, spec, cfg.default_domain):
+                        if isinstance(item, Record) and (not domain or item.domain in domain):
+                            yield item.text
+
+    summary = annotate_corpus(texts(), teacher, rubric, out, model=model, sample=sample, seed=seed,
+                              concurrency=concurrency)
+    typer.echo(json.dumps(summary))
+
+
 @app.command("train-quality")
 def train_quality(
     labels: Path = typer.Option(
-        ..., "--labels", help='JSONL of {"text": ..., "score": 0-5 (web) or 1-5 (math)}.'
+        ..., "--labels", help='JSONL of {"text": ..., "score": 0-5 (edu) or 1-5 (math)} (annotate-quality writes it).'
     ),
     out: Path = typer.Option(
-        ..., "--out", help="Where the head goes (.json); set quality.web_head/math_head to it."
+        ..., "--out", help="The scorer folder (transformers); set quality.edu.model / quality.math.model to it."
     ),
-    encoder: Path | None = typer.Option(
-        None, "--encoder", help="sentence-transformers folder (default: packaged MiniLM)."
+    encoder: str = typer.Option(
+        "Snowflake/snowflake-arctic-embed-m", "--encoder", "--base",
+        help="Base encoder (folder or hub id); FineWeb-Edu's classifier was trained on this one.",
     ),
+    max_length: int = typer.Option(512, "--max-length"),
+    seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Train a FineWeb-Edu style quality head (ridge regression on sentence embeddings)."""
-    from infir.data.quality import Encoder, packaged_minilm, train_head
+    """Train a FineWeb-Edu/FineMath-architecture scorer (sequence-classification regression head on a frozen
+    encoder) from labelled texts."""
+    from infir.data.quality import train_scorer
     from infir.utils.io import read_jsonl
 
-    path = encoder or packaged_minilm()
-    if path is None:
-        typer.echo("no encoder: pass --encoder (a sentence-transformers folder)", err=True)
-        raise typer.Exit(code=2)
     rows = list(read_jsonl(labels))
-    head = train_head(Encoder(path), [r["text"] for r in rows], [float(r["score"]) for r in rows], out)
-    typer.echo(json.dumps({"examples": len(rows), "out": str(out), "range": [head.lo, head.hi]}))
+    bad = [i for i, r in enumerate(rows) if not isinstance(r.get("text"), str) or
+           not isinstance(r.get("score"), (int, float))]
+    if bad:
+        typer.echo(f"error: {labels}: rows {bad[:5]} lack a text string or a numeric score", err=True)
+        raise typer.Exit(code=2)
+    metrics = train_scorer(encoder, [r["text"] for r in rows], [float(r["score"]) for r in rows], out,
+                           max_length=max_length, seed=seed)
+    typer.echo(json.dumps(metrics))

@@ -1,5 +1,10 @@
 """Readers: JSONL (.gz/.zst), Parquet, WARC/WET, folders of text or code files -> Records.
 
+Rows of the paper's sources are read in their release formats (`infir.data.sources`: The Stack's `content`,
+Infinity-Instruct's chats, InfiMM-WebMath's `text_list`, ...). Given the corpus input a file came from,
+`read_path` also gives every record its domain (the input's, else the format's, else the default, marked
+"assumed"), its source name and its input path.
+
 Bad input never crashes a run and is never dropped silently: malformed JSON, invalid UTF-8, missing or
 empty text, oversized documents, truncated archives all come out as `Quarantined` entries with a reason.
 """
@@ -11,41 +16,26 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from infir.data.config import InputSpec
 from infir.data.records import CODE_EXTENSIONS, Quarantined, Record, stable_id
-
-TEXT_FIELDS = ("text", "content", "raw_content")
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".json.zst", ".ndjson")
-WARC_SUFFIXES = (".warc", ".warc.gz", ".arc.gz")
-WET_SUFFIXES = (".wet", ".warc.wet.gz", ".wet.gz")
-TEXT_SUFFIXES = (".txt", ".md", ".rst", ".tex")
+from infir.data.sources import extract, kind_of, source_name
 
 Item = Record | Quarantined
 
 
-def _open_binary(path: Path):
+def open_binary(path: Path):
     name = path.name
     if name.endswith(".gz"):
         return gzip.open(path, "rb")
-    if name.endswith(".zst"):
+    if name.endswith((".zst", ".zstd")):
+        import io
+
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"))
+        # buffered: zstandard's reader alone cannot iterate lines (every .zst file used to be quarantined)
+        raw = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True)
+        return io.BufferedReader(raw)
     return open(path, "rb")
-
-
-def kind_of(path: Path) -> str | None:
-    name = path.name.lower()
-    if name.endswith(WET_SUFFIXES):
-        return "wet"
-    if name.endswith(WARC_SUFFIXES):
-        return "warc"
-    if name.endswith(JSONL_SUFFIXES) or name.endswith(".json"):
-        return "jsonl"
-    if name.endswith(".parquet"):
-        return "parquet"
-    if path.suffix.lower() in CODE_EXTENSIONS or name.endswith(TEXT_SUFFIXES):
-        return "file"
-    return None
 
 
 def _check(rec: Record, max_chars: int) -> Item:
@@ -59,33 +49,59 @@ def _check(rec: Record, max_chars: int) -> Item:
 def _from_row(row: object, source: str, line: int, max_chars: int) -> Item:
     if not isinstance(row, dict):
         return Quarantined(source, "not_an_object", json.dumps(row)[:1000], f"line {line}")
-    text = next((row[k] for k in TEXT_FIELDS if k in row), None)
-    if text is None:
-        return Quarantined(source, "missing_text", json.dumps(row)[:1000], f"line {line}")
-    if not isinstance(text, str):
-        return Quarantined(source, "text_not_a_string", json.dumps(row)[:1000], f"line {line}")
-    meta = row.get("metadata")
-    if isinstance(meta, str):  # our Parquet shards store metadata as a JSON string
-        try:
-            meta = json.loads(meta)
-        except json.JSONDecodeError:
-            meta = {"metadata": meta}
-    meta = dict(meta) if isinstance(meta, dict) else {}
-    for k, v in row.items():
-        if k not in TEXT_FIELDS and k not in ("id", "metadata", "source"):
-            meta.setdefault(k, v)
+    ex = extract(row)
+    if ex.error:
+        return Quarantined(source, ex.error, json.dumps(row, default=str)[:1000], f"line {line}")
+    if ex.text is None:
+        return Quarantined(source, "missing_text", json.dumps(row, default=str)[:1000], f"line {line}")
+    if not isinstance(ex.text, str):
+        return Quarantined(source, "text_not_a_string", json.dumps(row, default=str)[:1000], f"line {line}")
+    meta = ex.meta
+    if ex.family:
+        meta.setdefault("source_family", ex.family)
+    if ex.domain and "domain" not in meta:
+        meta["domain"], meta["domain_from"] = ex.domain, "format"
+    if ex.language:
+        meta["language_code"] = ex.language
     rid = str(row["id"]) if row.get("id") not in (None, "") else stable_id(source, f"line{line}")
-    return _check(Record(rid, text, str(row.get("source") or source), meta), max_chars)
+    return _check(Record(rid, ex.text, str(row.get("source") or source), meta), max_chars)
+
+
+def _read_json_array(path: Path, max_chars: int) -> Iterator[Item]:
+    """A .json file holding one JSON list of rows (Alpaca/LLaVA-style releases)."""
+    source = str(path)
+    try:
+        with open_binary(path) as f:
+            data = json.loads(f.read().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, EOFError, OSError, ValueError) as e:
+        yield Quarantined(source, "malformed_json", "", str(e))
+        return
+    rows = data.get("data", [data]) if isinstance(data, dict) else data
+    for n, row in enumerate(rows if isinstance(rows, list) else [rows], 1):
+        yield _from_row(row, source, n, max_chars)
+
+
+def _starts_with_bracket(path: Path) -> bool:
+    try:
+        with open_binary(path) as f:
+            head = f.read(256).lstrip()
+    except (EOFError, OSError, ValueError):
+        return False
+    return head.startswith(b"[")
 
 
 def read_jsonl(path: Path, max_chars: int, span: tuple[int, int, int | None] | None = None) -> Iterator[Item]:
     """span (byte offset, first line, stop line): only lines first..stop-1 (1-based; stop None: to the end),
-    reading from the byte offset (that line's start in an uncompressed file; 0: read and skip lines before)."""
+    reading from the byte offset (that line's start in an uncompressed file; 0: read and skip lines before).
+    A .json file holding one JSON list is read whole (it has no line ranges)."""
     source = str(path)
+    if span is None and path.name.endswith((".json", ".json.gz", ".json.zst")) and _starts_with_bracket(path):
+        yield from _read_json_array(path, max_chars)
+        return
     offset, first, stop = span or (0, 1, None)
     n = 0
     try:
-        with _open_binary(path) as f:
+        with open_binary(path) as f:
             if offset:
                 f.seek(offset)
             for n, raw in enumerate(f, first if offset else 1):
@@ -168,7 +184,8 @@ def read_warc(path: Path, max_chars: int, wet: bool) -> Iterator[Item]:
                     if not text:
                         yield Quarantined(source, "no_text_extracted", "", url)
                         continue
-                meta = {"url": url, "date": rec.rec_headers.get_header("WARC-Date")}
+                meta = {"url": url, "date": rec.rec_headers.get_header("WARC-Date"), "domain": "web",
+                        "domain_from": "format", "source_family": "common-crawl"}
                 yield _check(Record(rid.strip("<>"), text, source, meta), max_chars)
     except Exception as e:  # noqa: BLE001 - a truncated archive keeps what was read
         yield Quarantined(source, "truncated_or_corrupt_file", "", str(e))
@@ -192,12 +209,11 @@ def read_file(path: Path, max_chars: int, root: Path | None = None) -> Iterator[
     if lang:
         meta["language_code"] = lang
         meta["domain"] = "code"
+        meta["domain_from"] = "format"
     yield _check(Record(stable_id(str(root or path.parent), rel), text, source, meta), max_chars)
 
 
-def read_path(path: Path, max_chars: int = 2_000_000, root: Path | None = None, span: tuple | None = None
-              ) -> Iterator[Item]:
-    """Records of one input file, whatever its format; `span`: a record range (infir.data.shards)."""
+def _read_kind(path: Path, max_chars: int, root: Path | None, span: tuple | None = None) -> Iterator[Item]:
     kind = kind_of(path)
     if kind == "jsonl":
         yield from read_jsonl(path, max_chars, span)
@@ -211,12 +227,55 @@ def read_path(path: Path, max_chars: int = 2_000_000, root: Path | None = None, 
         yield Quarantined(str(path), "unknown_format", "", path.suffix)
 
 
-def expand_inputs(inputs: list[Path]) -> list[tuple[str, list[Path], Path | None]]:
+def read_path(
+    path: Path,
+    max_chars: int = 2_000_000,
+    root: Path | None = None,
+    spec: InputSpec | None = None,
+    default_domain: str = "web",
+    span: tuple | None = None,
+) -> Iterator[Item]:
+    """Records of one input file, whatever its format; `span`: a record range of it (infir.data.shards).
+
+    With `spec` (the corpus input the file came from), every record gets metadata `domain` (the input's, else
+    the release format's, else `default_domain` with `domain_from: assumed`), `source_name`, `input_path` and,
+    for code, `language_code`; quarantined rows get the file's domain for the per-domain accounting.
+    """
+    if spec is None:
+        yield from _read_kind(path, max_chars, root, span)
+        return
+    file_domain = spec.domain  # quarantined rows count under the input's domain, else the file's format's
+    for item in _read_kind(path, max_chars, root, span):
+        if isinstance(item, Quarantined):
+            item.domain = file_domain or default_domain
+            yield item
+            continue
+        meta = item.metadata
+        if spec.domain:
+            meta["domain"], meta["domain_from"] = spec.domain, "input"
+        elif "domain" not in meta:
+            meta["domain"], meta["domain_from"] = default_domain, "assumed"
+        if file_domain is None:
+            file_domain = meta["domain"]
+        if spec.language:
+            from infir.data.code_rules import normalize_language
+
+            lang = normalize_language(spec.language)
+            if lang and meta["domain"] == "code":
+                meta["language_code"] = lang
+            elif not lang:
+                meta.setdefault("language", spec.language)
+        meta["source_name"] = source_name(spec, meta.get("source_family"), path)
+        meta["input_path"] = str(path)
+        yield item
+
+
+def expand_inputs(inputs: list[Path | InputSpec]) -> list[tuple[str, list[Path], Path | None]]:
     """Input paths -> shards (name, files, root). A data file is one shard; loose text/code files of a
     folder are grouped 500 to a shard. Sorted, so shard names are stable across runs."""
     shards: list[tuple[str, list[Path], Path | None]] = []
-    for i, inp in enumerate(inputs):
-        inp = Path(inp)
+    for i, entry in enumerate(inputs):
+        inp = Path(entry.path if isinstance(entry, InputSpec) else entry)
         if not inp.exists():
             raise FileNotFoundError(f"input not found: {inp}")
         files = (

@@ -24,8 +24,14 @@ class Record:
 
     @property
     def domain(self) -> str:
-        """web, math or code (metadata "domain"; code files are code; everything else is web)."""
+        """The record's domain (metadata "domain": web, math, code, knowledge, wiki, instruct, other); records
+        without one are code when they carry a programming language, else web."""
         return str(self.metadata.get("domain") or ("code" if self.metadata.get("language_code") else "web"))
+
+    @property
+    def input_domain(self) -> str:
+        """The domain the record entered curation with (recall may have moved it since)."""
+        return str(self.metadata.get("recalled_from") or self.domain)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "text": self.text, "source": self.source, "metadata": self.metadata}
@@ -43,6 +49,7 @@ class Quarantined:
     reason: str
     raw: str = ""
     location: str = ""
+    domain: str = ""  # the domain of the input it came from (for the per-domain accounting)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +57,7 @@ class Quarantined:
             "location": self.location,
             "reason": self.reason,
             "raw": self.raw[:10_000],
+            "domain": self.domain,
         }
 
 

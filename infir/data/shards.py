@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from infir.data.readers import Item, expand_inputs, kind_of, read_path
+from infir.data.config import InputSpec
+from infir.data.readers import Item, expand_inputs, kind_of, open_binary, read_path
 from infir.utils.io import atomic_path
 
 DEFAULT_SHARD_BYTES = 64 << 20
@@ -32,32 +33,27 @@ DEFAULT_SHARD_BYTES = 64 << 20
 @dataclass(frozen=True)
 class Shard:
     """name (stable, sorts in input order), files, root (of loose files), span (a record range of one file:
-    JSONL (byte offset, first line, stop line or None); Parquet (first row group, stop row group, rows before))."""
+    JSONL (byte offset, first line, stop line or None); Parquet (first row group, stop row group, rows before)),
+    spec (the corpus input its files came from, as JSON: domain, source name, language)."""
 
     name: str
     files: tuple[str, ...]
     root: str | None = None
     span: tuple | None = None
+    spec: str | None = None
 
-    def read(self, max_chars: int) -> Iterator[Item]:
+    def input_spec(self) -> InputSpec | None:
+        return InputSpec.model_validate_json(self.spec) if self.spec else None
+
+    def read(self, max_chars: int, default_domain: str = "web") -> Iterator[Item]:
         root = Path(self.root) if self.root else None
+        spec = self.input_spec()
         for path in self.files:
-            yield from read_path(Path(path), max_chars, root, self.span)
-
-
-def _open_binary(path: Path) -> IO[bytes]:
-    name = path.name
-    if name.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    if name.endswith(".zst"):
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"))  # type: ignore[return-value]
-    return open(path, "rb")
+            yield from read_path(Path(path), max_chars, root, spec, default_domain, self.span)
 
 
 def _is_compressed(path: Path) -> bool:
-    return path.name.endswith((".gz", ".zst"))
+    return path.name.endswith((".gz", ".zst", ".zstd"))
 
 
 def jsonl_spans(path: Path, shard_bytes: int, block: int = 16 << 20) -> list[tuple[int, int, int | None]]:
@@ -68,7 +64,7 @@ def jsonl_spans(path: Path, shard_bytes: int, block: int = 16 << 20) -> list[tup
     start_pos, start_line = 0, 1  # the current range
     block_start, lines_before = 0, 0  # decompressed position and newlines before the current block
     try:
-        with _open_binary(path) as f:
+        with open_binary(path) as f:
             while chunk := f.read(block):
                 i = start_pos + shard_bytes - 1 - block_start
                 while i < len(chunk):
@@ -106,25 +102,48 @@ def parquet_spans(path: Path, shard_bytes: int) -> list[tuple[int, int, int]]:
     return spans
 
 
-def plan_shards(inputs: list[Path], shard_bytes: int = DEFAULT_SHARD_BYTES) -> list[Shard]:
-    """Input paths -> shards in input order (names sort in that order). A JSONL or Parquet file larger than
-    `shard_bytes` becomes record ranges named `<file shard>-r00000`, `-r00001`, ..."""
+def spec_of_files(specs: list[InputSpec], groups: list) -> dict[str, InputSpec]:
+    """The corpus input each file of `groups` ((name, files, root) from `expand_inputs`) came from: the
+    deepest input path that holds it."""
+    by_path = {str(Path(s.path)): s for s in specs}
+    out: dict[str, InputSpec] = {}
+    for _, files, _ in groups:
+        for f in files:
+            p = Path(f)
+            for cand in (p, *p.parents):
+                if str(cand) in by_path:
+                    out[str(f)] = by_path[str(cand)]
+                    break
+    return out
+
+
+def plan_shards(inputs: list[InputSpec | Path], shard_bytes: int = DEFAULT_SHARD_BYTES) -> list[Shard]:
+    """Corpus inputs -> shards in input order (names sort in that order), each with the input it came from.
+    A JSONL or Parquet file larger than `shard_bytes` becomes record ranges named `<file shard>-r00000`, ...
+    (a .json file holding one JSON list is read whole)."""
     if shard_bytes <= 0:
         raise ValueError(f"shard_bytes must be positive, got {shard_bytes}")
+    specs = [i if isinstance(i, InputSpec) else InputSpec(path=str(i)) for i in inputs]
+    groups = expand_inputs(specs)
+    of_file = spec_of_files(specs, groups)
     shards: list[Shard] = []
-    for name, files, root in expand_inputs([Path(p) for p in inputs]):
+    for name, files, root in groups:
+        found = of_file.get(str(files[0]))
+        spec = found.model_dump_json() if found is not None else None
         spans: list = []
         if len(files) == 1 and root is None:
             path, kind = files[0], kind_of(files[0])
             size = path.stat().st_size
-            if kind == "jsonl" and size * (8 if _is_compressed(path) else 1) > shard_bytes:
+            if kind == "jsonl" and path.name.lower().endswith(".json"):
+                pass  # a JSON list: one record range
+            elif kind == "jsonl" and size * (8 if _is_compressed(path) else 1) > shard_bytes:
                 spans = jsonl_spans(path, shard_bytes)
             elif kind == "parquet" and size > shard_bytes // 4:
                 spans = parquet_spans(path, shard_bytes)
         if len(spans) > 1:
-            shards += [Shard(f"{name}-r{k:05d}", (str(files[0]),), None, span) for k, span in enumerate(spans)]
+            shards += [Shard(f"{name}-r{k:05d}", (str(files[0]),), None, span, spec) for k, span in enumerate(spans)]
         else:
-            shards.append(Shard(name, tuple(str(f) for f in files), str(root) if root else None))
+            shards.append(Shard(name, tuple(str(f) for f in files), str(root) if root else None, None, spec))
     return shards
 
 

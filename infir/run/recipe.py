@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from infir.data.builtin_corpus import BuiltinCorpusConfig
-from infir.data.config import CurateConfig
+from infir.data.config import CurateConfig, InputSpec
 from infir.sft.config import SFTConfig
 from infir.train.config import TrainConfig
 from infir.utils.config import ConfigError, apply_overrides, deep_merge, read_yaml, validate
@@ -26,8 +26,9 @@ class CorpusStage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     builtin: BuiltinCorpusConfig | None = Field(default_factory=BuiltinCorpusConfig)  # null: no embedded corpus
-    # Real corpus files (JSONL(.gz/.zst), Parquet, WARC/WET, folders); globs are expanded.
-    inputs: list[str] = Field(default_factory=list)
+    # Real corpus files (JSONL(.gz/.zst), Parquet, WARC/WET, folders); globs are expanded. An entry is a path
+    # (its domain detected from the release format) or {path, domain, source, language} (infir/data/config.py).
+    inputs: list[str | InputSpec] = Field(default_factory=list)
     # With --data-dir/INFIR_DATA: these files (relative to it) replace the embedded corpus.
     data_dir_files: list[str] = Field(
         default_factory=lambda: [

@@ -82,6 +82,36 @@ def _funnel_plot(run_dir: Path, funnel: list[dict[str, Any]]) -> str | None:
     return name
 
 
+def _domain_funnel_plot(run_dir: Path, domains: dict[str, dict[str, Any]]) -> str | None:
+    """One panel per domain: each step's kept and dropped documents."""
+    domains = {d: v for d, v in domains.items() if v.get("funnel")}
+    if not domains:
+        return None
+    plt = _plt()
+    n = len(domains)
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    height = max(len(v["funnel"]) for v in domains.values())
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, (0.6 + 0.38 * height) * rows), squeeze=False)
+    for ax, (domain, v) in zip(axes.flat, domains.items(), strict=False):
+        funnel = v["funnel"][::-1]
+        names = [f["step"] for f in funnel]
+        kept = [f["kept"] for f in funnel]
+        dropped = [sum(f.get("dropped", {}).values()) for f in funnel]
+        ax.barh(names, kept, color="#4c9a6a", label="kept")
+        ax.barh(names, dropped, left=kept, color="#d46a5e", label="dropped")
+        ax.set_title(f"{domain}: {v.get('input')} in, {v.get('kept')} kept", fontsize=9)
+        ax.tick_params(labelsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    name = f"{PLOTS}/curation_funnel_by_domain.png"
+    fig.savefig(run_dir / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
 def _cluster_plot(run_dir: Path, hist: dict[str, int]) -> str | None:
     if not hist:
         return None
@@ -142,6 +172,7 @@ def curation_section(run_dir: Path, entries: list[tuple[str, dict[str, Any]]]) -
         img = _funnel_plot(run_dir, funnel)
         if img:
             md += [f"![curation funnel]({img})", ""]
+        md += _domain_section(run_dir, stats)
         hist = (stats.get("minhash") or {}).get("cluster_size_histogram", {})
         img = _cluster_plot(run_dir, {str(k): v for k, v in hist.items()})
         if img:
@@ -217,6 +248,40 @@ def build_markdown(run_dir: Path, manifest: dict[str, Any], stages: list[Any] | 
     return "\n".join(md)
 
 
+def _domain_section(run_dir: Path, stats: dict[str, Any]) -> list[str]:
+    """Curation per domain (the domain each document entered with): totals, each step's funnel, recall rounds."""
+    domains = stats.get("domains") or {}
+    if not domains:
+        return []
+    md = ["### Curation by domain", "",
+          f"{stats.get('assumed', 0)} document(s) had no domain from their input or release format and were "
+          "assumed to be `curate.default_domain` (column *assumed*). *kept as*: the domain kept documents ended "
+          "in (recall moves web pages to math, code or other).", ""]
+    md.append(_table(["domain", "input", "kept", "dropped", "quarantined", "assumed", "kept as"],
+                     [[d, v["input"], v["kept"], sum(v["dropped"].values()), v["quarantined"], v["assumed"],
+                       ", ".join(f"{k}: {n}" for k, n in sorted(v.get("kept_as", {}).items())) or "-"]
+                      for d, v in domains.items()]))
+    md.append("")
+    md.append(_table(["domain", "step", "in", "kept", "dropped (reason: count)"],
+                     [[d, f["step"], f["in"], f["kept"],
+                       ", ".join(f"{r}: {c}" for r, c in sorted(f.get("dropped", {}).items())) or "-"]
+                      for d, v in domains.items() for f in v.get("funnel", [])]))
+    md.append("")
+    img = _domain_funnel_plot(run_dir, domains)
+    if img:
+        md += [f"![curation funnel by domain]({img})", ""]
+    recall = stats.get("recall") or {}
+    if recall:
+        md += ["Reasoning recall, per classifier and round (held-out recall: the share of held-out seeds it "
+               "recalls; recalled: pages of the uniform pool sample above the threshold):", ""]
+        md.append(_table(["domain", "round", "positives", "negatives", "held-out recall", "recalled", "new"],
+                         [[d, r["iteration"], r["seeds"], r["negatives"], r.get("heldout_recall", "-"),
+                           f"{r['recalled']} of {r.get('pool_sample', '?')}", r["new"]]
+                          for d, rounds in recall.items() for r in rounds]))
+        md.append("")
+    return md
+
+
 def _md_to_html(md: str, title: str) -> str:
     """A tiny renderer for the Markdown this module writes (headings, tables, images, paragraphs)."""
     body, in_table = [], False
@@ -236,6 +301,8 @@ def _md_to_html(md: str, title: str) -> str:
             body.append(f"<h1>{html.escape(line[2:])}</h1>")
         elif line.startswith("## "):
             body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("### "):
+            body.append(f"<h3>{html.escape(line[4:])}</h3>")
         elif line.startswith("!["):
             alt, src = line[2:].split("](", 1)
             body.append(f'<img alt="{html.escape(alt)}" src="{html.escape(src.rstrip(")"))}">')

@@ -129,8 +129,6 @@ def _text_file_records(path: Path, source: str) -> Iterator[dict]:
 
 def run_corpus(ctx: StageContext) -> dict[str, Any]:
     """Gather the raw corpus: the embedded one (with its eval sets) and/or real files."""
-    import glob
-
     out = ctx.stage_dir("corpus")
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"inputs": []}
@@ -145,9 +143,9 @@ def run_corpus(ctx: StageContext) -> dict[str, Any]:
                          ("nll/heldout.jsonl", "heldout.jsonl")):
             (out / "benchmarks" / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(out / src, out / "benchmarks" / rel)
-    real = [ctx.data_dir / rel for rel in ctx.recipe.corpus.data_dir_files] if ctx.data_dir else []
-    real += [Path(p) for pattern in ctx.recipe.corpus.inputs for p in sorted(glob.glob(pattern, recursive=True))]
-    for path in real:
+    from infir.data.sources import resolve_inputs
+
+    for path in [ctx.data_dir / rel for rel in ctx.recipe.corpus.data_dir_files] if ctx.data_dir else []:
         if not path.exists():
             log.warning(f"corpus: {path} not found, skipped")
         elif path.suffix == ".txt":  # one document a line (wiki_demo.txt holds an article a line)
@@ -156,6 +154,8 @@ def run_corpus(ctx: StageContext) -> dict[str, Any]:
             summary["inputs"].append(str(converted))
         else:
             summary["inputs"].append(str(path))
+    # The recipe's inputs: globs expanded, each with its domain/source/language; bad input fails here, named.
+    summary["inputs"] += [s.model_dump(exclude_none=True) for s in resolve_inputs(ctx.recipe.corpus.inputs)]
     if not summary["inputs"]:
         raise ValueError("corpus: no input (the embedded corpus is off and no real files were found)")
     (out / "inputs.json").write_text(json.dumps(summary["inputs"], indent=2))
@@ -166,9 +166,10 @@ def run_corpus(ctx: StageContext) -> dict[str, Any]:
 
 
 def run_curate_stage(ctx: StageContext) -> dict[str, Any]:
+    from infir.data.config import InputSpec
     from infir.data.pipeline import run_curate
 
-    inputs = [Path(p) for p in json.loads((ctx.stage_dir("corpus") / "inputs.json").read_text())]
+    inputs = [InputSpec.parse(p) for p in json.loads((ctx.stage_dir("corpus") / "inputs.json").read_text())]
     cfg = ctx.recipe.curate
     if ctx.data_dir is None:
         # The embedded run evaluates on its own held-out problems (laid out as gsm8k/test.jsonl).
@@ -176,7 +177,7 @@ def run_curate_stage(ctx: StageContext) -> dict[str, Any]:
         cfg = cfg.model_copy(update={"decontam": decontam})
         log.info("curate: decontaminating against the embedded held-out math problems")
     stats = run_curate(cfg, inputs, ctx.stage_dir("curate"), benchmarks_dir=ctx.benchmarks_dir)
-    return {k: stats[k] for k in ("input_records", "kept", "dropped", "quarantined") if k in stats}
+    return {k: stats[k] for k in ("input_records", "kept", "dropped", "quarantined", "assumed") if k in stats}
 
 
 def curated_records(ctx: StageContext) -> Iterator[dict]:

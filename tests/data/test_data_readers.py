@@ -38,18 +38,18 @@ def test_parquet_and_code_folder(tmp_path):
     name, files, root = shards[0]
     got = [i for f in files for i in read_path(f, root=root)]
     rec = next(i for i in got if isinstance(i, Record))
-    assert rec.metadata == {"path": "pkg/m.py", "language_code": "python", "domain": "code"}
+    assert rec.metadata == {"path": "pkg/m.py", "language_code": "python", "domain": "code", "domain_from": "format"}
     assert any(isinstance(i, Quarantined) and i.reason == "invalid_utf8" for i in got)
 
 
 def test_language_id_step(shared_data):
     from infir.data.config import CurateConfig
-    from infir.data.steps import langid_step
+    from infir.data.steps import StepContext, langid_step
 
     cfg = CurateConfig.model_validate(
         {"langid": {"enabled": True, "model_path": shared_data / "fasttext" / "lid.176.ftz"}}
     )
-    step = langid_step(cfg)
+    step = langid_step(StepContext(cfg))
     en = Record(
         "1", "The weather is lovely today and we are going for a walk in the park.", "t", {"domain": "web"}
     )

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from infir.data.config import CurateConfig, MinHashConfig
+from infir.data.config import CurateConfig, InputSpec, MinHashConfig
 from infir.data.dedup import (
     BucketWriter,
     bucket_file,
@@ -144,7 +144,7 @@ def test_one_big_jsonl_file_splits_into_line_ranges_that_read_like_the_file(tmp_
     data = b"\n".join(_jsonl_lines(random.Random(1), 300))  # no newline at the very end
     path = tmp_path / f"big{suffix}"
     path.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
-    whole = list(read_path(path))
+    whole = list(read_path(path, 2_000_000, None, InputSpec(path=str(path))))  # as a corpus input reads it
     for shard_bytes in (1, 97, 1000, 4096, 10**7):
         spans = jsonl_spans(path, shard_bytes)
         assert spans[0][1] == 1 and spans[-1][2] is None
@@ -163,7 +163,7 @@ def test_parquet_splits_into_row_group_ranges(tmp_path):
     rows = [{"id": f"p{i}", "text": " ".join(rng.choice(WORDS) for _ in range(30))} for i in range(100)]
     path = tmp_path / "big.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=10)
-    whole = list(read_path(path))
+    whole = list(read_path(path, 2_000_000, None, InputSpec(path=str(path))))  # as a corpus input reads it
     shards = plan_shards([path], 2000)
     assert 3 <= len(shards) <= 10 and [s.span[0] for s in shards][0] == 0
     assert [item for s in shards for item in s.read(2_000_000)] == whole
