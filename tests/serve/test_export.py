@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from infir.model.hf_io import load_model
-from infir.model.llama import rope_inv_freq
-from infir.serve.export import export_gguf, export_hf, llama_cpp_permute
+from infir.model.llama import llama_cpp_permute, rope_inv_freq
+from infir.serve.export import export_gguf, export_hf
 
 REPO = Path(__file__).resolve().parents[2]
 
