@@ -28,7 +28,7 @@ def build(preset: str, device: str, dtype: torch.dtype, tmp: Path):
     texts = [
         f"Question {i}: what is {i} plus {i * 3}? Answer: {i * 4}. The quick brown fox." for i in range(400)
     ]
-    tokenizer = train_bpe_tokenizer(texts, vocab_size=1024)
+    tokenizer = train_bpe_tokenizer(texts, vocab_size=1024, family="qwen2" if preset.startswith("qwen") else "llama3")
     base = registry.preset(preset)
     cfg = registry.preset(preset, vocab_size=max(len(tokenizer), base.vocab_size if preset != "micro" else 0))
     torch.manual_seed(0)
@@ -64,9 +64,11 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="CPU threads (1 is fastest on a shared 2-core box)"
     )
+    parser.add_argument("--preset", default=None, help="any registry preset (default: tiny on CPU, "
+                        "llama3.2-1b on GPU; e.g. qwen2-tiny, qwen2.5-0.5b)")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() and not args.quick else "cpu"
-    preset = "tiny" if args.quick or device == "cpu" else "llama3.2-1b"
+    preset = args.preset or ("tiny" if args.quick or device == "cpu" else "llama3.2-1b")
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     batch = args.batch or (8 if args.quick else 16)
     new_tokens = args.new_tokens or (48 if args.quick else 256)

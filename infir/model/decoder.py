@@ -261,6 +261,14 @@ class DecoderLM(nn.Module):
     def layers(self) -> nn.ModuleList:
         return self.model.layers
 
+    def _apply(self, fn: Any, recurse: bool = True) -> DecoderLM:
+        """Module conversions (.to(dtype), .half(), .bfloat16()) keep the RoPE frequencies in float32:
+        in bf16 each would be off by up to 0.4%, i.e. radians of angle error a few thousand positions in."""
+        super()._apply(fn, recurse)
+        if self.inv_freq.dtype != torch.float32:
+            self.inv_freq = self.rope_inv_freq(self.config).to(self.inv_freq.device)
+        return self
+
     def reset_buffers(self, device: Any = None) -> None:
         """Recompute the non-persistent RoPE buffer (after building on the meta device and loading weights)."""
         device = device if device is not None else self.model.norm.weight.device

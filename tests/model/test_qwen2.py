@@ -302,3 +302,15 @@ def test_real_qwen_vocabulary_gives_qwen25_ids(shared_data) -> None:
     assert tok.decode(tok.encode(text)) == text
     chat = tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
     assert chat.startswith("<|im_start|>system\nYou are Qwen") and chat.endswith("<|im_start|>assistant\n")
+
+
+def test_eval_runs_on_a_qwen2_folder_in_base_and_chat_mode(qwen2_dir, shared_data, tmp_path) -> None:
+    from infir.eval.runner import run_eval
+
+    for mode in ("base", "chat"):
+        summary = run_eval(qwen2_dir, ["gsm8k"], shared_data, tmp_path / mode, limit=2, mode=mode,
+                           max_new_tokens=4)
+        assert summary["gsm8k"]["n"] == 2
+        rows = [json.loads(x) for x in (tmp_path / mode / "gsm8k" / "samples.jsonl").read_text().splitlines()]
+        prompt = rows[0]["prompt"]  # base: few-shot text; chat: messages (rendered with the ChatML template)
+        assert prompt.startswith("Question:") if mode == "base" else prompt[-1]["role"] == "user"

@@ -133,3 +133,15 @@ def test_outside_infir_model_nothing_imports_a_concrete_architecture() -> None:
             names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
             offenders += [f"bench/{script.name} -> {n}" for n in names if n in concrete]
     assert offenders == [], "use infir.model.registry / infir.model.base instead:\n" + "\n".join(offenders)
+
+
+def test_rope_frequencies_stay_float32_when_the_model_is_cast(tmp_path) -> None:
+    """Regression: load_model(dtype=bf16) cast the RoPE buffer too (0.4% frequency error, radians of angle
+    error at long positions); the angles must be the float32 ones whatever the weights' dtype."""
+    for name in ("micro", "qwen2-micro"):
+        model = registry.build_model(registry.preset(name))
+        reference = model.inv_freq.clone()
+        save_model(model, tmp_path / name)
+        for cast in (load_model(tmp_path / name, dtype=torch.bfloat16), model.to(torch.float16)):
+            assert cast.inv_freq.dtype == torch.float32 and torch.equal(cast.inv_freq, reference)
+        assert next(model.parameters()).dtype == torch.float16

@@ -13,7 +13,12 @@ from infir.model import registry
 from infir.model.hf_io import save_model
 from infir.train.config import OfflineEvalConfig
 from infir.train.distributed import DistEnv
-from infir.train.offline_eval import OfflineEvaluator, reference_nll_per_byte, reference_tokens, select_meaningful
+from infir.train.offline_eval import (
+    OfflineEvaluator,
+    reference_nll_per_byte,
+    reference_tokens,
+    select_meaningful,
+)
 
 ENV = DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 TEXTS = ["The cat sat on the mat while 12345 dogs ran to the park.",
