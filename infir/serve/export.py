@@ -99,6 +99,9 @@ def _add_tokenizer(writer, model_dir: Path, tokenizer, vocab_size: int, arch: re
     special_vocab = gguf.SpecialVocab(model_dir, load_merges=True, n_vocab=vocab_size)
     if special_vocab.chat_template is None and getattr(tokenizer, "chat_template", None):
         special_vocab.chat_template = tokenizer.chat_template
+    if "bos" not in special_vocab.add_special_token:  # say it rather than leave it to the runtime's default
+        bos = getattr(tokenizer, "bos_token_id", None)
+        special_vocab.add_special_token["bos"] = bos is not None and tokenizer.encode("a")[:1] == [bos]
     special_vocab.add_to_gguf(writer, quiet=True)
     # End of turn (<|eot_id|>, <|im_end|>) of the tokenizer's family: llama.cpp would guess it from the token
     # text; writing it makes chat completions stop there in any runtime.

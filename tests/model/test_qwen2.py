@@ -208,6 +208,7 @@ def test_gguf_export_has_llama_cpp_qwen2_names_and_metadata(qwen2_dir, tmp_path,
     assert types[tok.convert_tokens_to_ids("<tool_call>")] == gguf.TokenType.USER_DEFINED  # added, not special
     assert types[tok.convert_tokens_to_ids("<|fim_prefix|>")] == gguf.TokenType.CONTROL  # looks special
     assert field("tokenizer.ggml.eos_token_id") == tok.convert_tokens_to_ids("<|endoftext|>")
+    assert field("tokenizer.ggml.add_bos_token") is False  # Qwen2 prepends nothing
     assert field("tokenizer.ggml.eot_token_id") == im_end
     assert "<|im_start|>" in field("tokenizer.chat_template") and len(field("tokenizer.ggml.merges")) > 0
 

@@ -145,3 +145,40 @@ def test_rope_frequencies_stay_float32_when_the_model_is_cast(tmp_path) -> None:
         for cast in (load_model(tmp_path / name, dtype=torch.bfloat16), model.to(torch.float16)):
             assert cast.inv_freq.dtype == torch.float32 and torch.equal(cast.inv_freq, reference)
         assert next(model.parameters()).dtype == torch.float16
+
+
+def test_adding_an_architecture_is_one_file_and_one_registry_entry(monkeypatch, tmp_path) -> None:
+    """A new decoder (its config + module: what would be its own file) registered with one entry is built from a
+    preset, saved, loaded from its folder, trained by the loop and served by infir's engine, with no other edit."""
+    import dataclasses
+
+    from infir.generation import SamplingParams, load_generator
+    from infir.generation.engine import InfirGenerator
+    from infir.model.decoder import DecoderConfig, DecoderLM
+    from infir.model.tokenizer import train_bpe_tokenizer
+    from infir.train.loop import CausalLMLoss
+
+    @dataclasses.dataclass
+    class ToyConfig(DecoderConfig):
+        model_type = "toy"
+        hf_architecture = "ToyForCausalLM"
+        qkv_bias = True
+
+    class Toy(DecoderLM):
+        pass
+
+    small = ToyConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=128)
+    entry = dataclasses.replace(registry.ARCHITECTURES["qwen2"], model_type="toy", config_class=ToyConfig,
+                                module_class=Toy, presets={"toy-micro": small})
+    monkeypatch.setitem(registry.ARCHITECTURES, "toy", entry)
+    tok = train_bpe_tokenizer(["a toy architecture says hello"] * 20, vocab_size=290)
+    model = registry.build_model(registry.preset("toy-micro"))
+    save_model(model, tmp_path / "toy", tokenizer=tok)
+    assert type(load_model(tmp_path / "toy")) is Toy
+    loss_sum, ce = CausalLMLoss(model)(torch.randint(0, 290, (1, 9)), torch.randint(0, 290, (1, 9)))
+    loss_sum.backward()
+    assert model.layers[0].self_attn.k_proj.bias.grad is not None
+    gen = load_generator(tmp_path / "toy", device="cpu")
+    assert isinstance(gen, InfirGenerator) and type(gen.model) is Toy
+    assert len(gen.generate(["hello"], SamplingParams(max_new_tokens=3))[0].token_ids) <= 3
