@@ -37,11 +37,12 @@ class Architecture:
     bos_token: str | None  # prepended to plain text (None: nothing, as Qwen)
     end_of_text: str  # ends a plain document (pretraining)
     end_of_turn: str  # ends an assistant turn (chat)
+    other_end_tokens: tuple[str, ...] = ()  # further tokens generation stops at (Llama 3.1+'s <|eom_id|>)
 
     @property
-    def end_tokens(self) -> tuple[str, str]:
-        """The end-of-sequence rule: generation stops at either of these."""
-        return (self.end_of_text, self.end_of_turn)
+    def end_tokens(self) -> tuple[str, ...]:
+        """The end-of-sequence rule: generation stops at any of these."""
+        return (self.end_of_text, self.end_of_turn, *self.other_end_tokens)
 
 
 def _hf_keys(name: str) -> str | None:
@@ -56,6 +57,9 @@ ARCHITECTURES: dict[str, Architecture] = {
         gguf_extra_tensors=llama.gguf_extra_tensors, gguf_hparams=llama.gguf_hparams,
         chat_template=LLAMA3_CHAT_TEMPLATE, chat_tokens=("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
         bos_token="<|begin_of_text|>", end_of_text="<|end_of_text|>", end_of_turn="<|eot_id|>",
+        # end of a message that continues with a tool result: Llama 3.1/3.2 Instruct's generation_config stops
+        # there too (eos [128001, 128008, 128009]), as does llama.cpp
+        other_end_tokens=("<|eom_id|>",),
     ),
     "qwen2": Architecture(
         model_type="qwen2", config_class=qwen2.Qwen2Config, module_class=qwen2.Qwen2, presets=qwen2.PRESETS,

@@ -182,3 +182,19 @@ def test_adding_an_architecture_is_one_file_and_one_registry_entry(monkeypatch, 
     gen = load_generator(tmp_path / "toy", device="cpu")
     assert isinstance(gen, InfirGenerator) and type(gen.model) is Toy
     assert len(gen.generate(["hello"], SamplingParams(max_new_tokens=3))[0].token_ids) <= 3
+
+
+def test_end_of_sequence_rule_per_family() -> None:
+    """Llama 3: end of text, end of turn and end of message (Llama 3.1/3.2 Instruct's generation_config eos
+    [128001, 128008, 128009]; llama.cpp stops there too); Qwen2: <|endoftext|> and <|im_end|>."""
+    from infir.generation.text import eos_ids_for
+    from infir.model.tokenizer import train_bpe_tokenizer
+
+    llama_tok = train_bpe_tokenizer(["some words to learn"] * 10, vocab_size=300)
+    qwen_tok = train_bpe_tokenizer(["some words to learn"] * 10, vocab_size=300, family="qwen2")
+    names = {"<|end_of_text|>", "<|eot_id|>", "<|eom_id|>"}
+    assert eos_ids_for(None, llama_tok) == {llama_tok.convert_tokens_to_ids(t) for t in names}
+    assert eos_ids_for(None, qwen_tok) == {qwen_tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")}
+    assert registry.special_ids(qwen_tok) == {"family": "qwen2", "bos": None,
+                                              "end_of_text": qwen_tok.convert_tokens_to_ids("<|endoftext|>"),
+                                              "end_of_turn": qwen_tok.convert_tokens_to_ids("<|im_end|>")}
