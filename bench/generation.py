@@ -19,25 +19,23 @@ import torch
 
 
 def build(preset: str, device: str, dtype: torch.dtype, tmp: Path):
-    from transformers import LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
+    from infir.model import registry
     from infir.model.hf_io import save_model
-    from infir.model.llama import PRESETS, Llama
     from infir.model.tokenizer import train_bpe_tokenizer
 
     texts = [
         f"Question {i}: what is {i} plus {i * 3}? Answer: {i * 4}. The quick brown fox." for i in range(400)
     ]
-    tokenizer = train_bpe_tokenizer(texts, vocab_size=1024)
-    base = PRESETS[preset]
-    cfg = type(base)(
-        **{**base.__dict__, "vocab_size": max(len(tokenizer), base.vocab_size if preset != "micro" else 0)}
-    )
+    tokenizer = train_bpe_tokenizer(texts, vocab_size=1024, family="qwen2" if preset.startswith("qwen") else "llama3")
+    base = registry.preset(preset)
+    cfg = registry.preset(preset, vocab_size=max(len(tokenizer), base.vocab_size if preset != "micro" else 0))
     torch.manual_seed(0)
-    model = Llama(cfg)
+    model = registry.build_model(cfg)
     save_model(model, tmp / "model", tokenizer=tokenizer)
     ours = model.to(device=device, dtype=dtype).eval()
-    hf = LlamaForCausalLM.from_pretrained(str(tmp / "model"), dtype=dtype).to(device).eval()
+    hf = AutoModelForCausalLM.from_pretrained(str(tmp / "model"), dtype=dtype).to(device).eval()
     return ours, hf, tokenizer
 
 
@@ -66,9 +64,11 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="CPU threads (1 is fastest on a shared 2-core box)"
     )
+    parser.add_argument("--preset", default=None, help="any registry preset (default: tiny on CPU, "
+                        "llama3.2-1b on GPU; e.g. qwen2-tiny, qwen2.5-0.5b)")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() and not args.quick else "cpu"
-    preset = "tiny" if args.quick or device == "cpu" else "llama3.2-1b"
+    preset = args.preset or ("tiny" if args.quick or device == "cpu" else "llama3.2-1b")
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     batch = args.batch or (8 if args.quick else 16)
     new_tokens = args.new_tokens or (48 if args.quick else 256)

@@ -24,8 +24,8 @@ import torch
 
 from infir.generation import SamplingParams
 from infir.generation.engine import InfirGenerator
+from infir.model import registry
 from infir.model.hf_io import load_model, save_model
-from infir.model.llama import Llama, LlamaConfig
 from infir.model.tokenizer import load_tokenizer, train_bpe_tokenizer
 from infir.serve.quantize import model_bytes, quantize_model
 
@@ -41,13 +41,13 @@ def build_model(work: Path, args: argparse.Namespace) -> Path:
     text = (DATA / "test.txt").read_text(encoding="utf-8")
     lines = [t for t in text.split("\n") if t.strip()]
     tokenizer = train_bpe_tokenizer(lines, vocab_size=args.vocab)
-    cfg = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=int(args.hidden * 2.75),
-                      num_hidden_layers=args.layers, num_attention_heads=args.hidden // 64,
-                      num_key_value_heads=max(1, args.hidden // 256), head_dim=64, max_position_embeddings=2048,
-                      rope_scaling=None, bos_token_id=tokenizer.bos_token_id,
-                      eos_token_id=tokenizer.convert_tokens_to_ids("<|eot_id|>"))
+    cfg = registry.preset("llama3.2-1b", vocab_size=args.vocab, hidden_size=args.hidden,
+                          intermediate_size=int(args.hidden * 2.75), num_hidden_layers=args.layers,
+                          num_attention_heads=args.hidden // 64, num_key_value_heads=max(1, args.hidden // 256),
+                          head_dim=64, max_position_embeddings=2048, rope_scaling=None,
+                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.convert_tokens_to_ids("<|eot_id|>"))
     torch.manual_seed(0)
-    model = Llama(cfg)
+    model = registry.build_model(cfg)
     ids = torch.tensor(tokenizer.encode(text, add_special_tokens=False))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     seq, batch = args.seq_len, args.batch_size
@@ -145,9 +145,9 @@ def main() -> None:
     int8_increase = 100 * (rows["int8"][2] / fp_ppl - 1)
     speedup = rows["int8"][1] / fp_tps
     if args.speed_layers:
-        big_cfg = LlamaConfig(vocab_size=cfg.vocab_size, num_hidden_layers=args.speed_layers, rope_scaling=None,
-                              bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id)
-        big = Llama(big_cfg).eval()
+        big_cfg = registry.preset("llama3.2-1b", vocab_size=cfg.vocab_size, num_hidden_layers=args.speed_layers,
+                                  rope_scaling=None, bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id)
+        big = registry.build_model(big_cfg).eval()
         print(f"speed model: Llama-3.2-1B layer shapes, {args.speed_layers} layers, vocab {cfg.vocab_size}, "
               f"{sum(p.numel() for p in big.parameters()) / 1e6:.0f}M params, random weights")
         speed = {}

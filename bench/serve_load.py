@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import torch
 
+from infir.model import registry
 from infir.model.hf_io import save_model
-from infir.model.llama import PRESETS, Llama
 from infir.model.tokenizer import train_bpe_tokenizer
 from infir.serve.config import ServerConfig
 from infir.serve.runner import BackgroundServer
@@ -38,11 +38,10 @@ def build_model(out: Path) -> Path:
         return out
     text = (DATA / "corpus" / "llamafactory" / "wiki_demo.txt").read_text(encoding="utf-8")[:300_000]
     tokenizer = train_bpe_tokenizer(text.split("\n"), vocab_size=2048)
-    cfg = PRESETS["tiny"]
-    cfg = type(cfg)(**{**cfg.__dict__, "bos_token_id": tokenizer.bos_token_id,
-                       "eos_token_id": tokenizer.convert_tokens_to_ids("<|eot_id|>")})
+    cfg = registry.preset("tiny", bos_token_id=tokenizer.bos_token_id,
+                          eos_token_id=tokenizer.convert_tokens_to_ids("<|eot_id|>"))
     torch.manual_seed(0)
-    return save_model(Llama(cfg), out, tokenizer=tokenizer)
+    return save_model(registry.build_model(cfg), out, tokenizer=tokenizer)
 
 
 def run_load(url: str, model: str, clients: int, duration_s: float, max_tokens: int) -> dict:

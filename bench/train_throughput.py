@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
-from infir.model.llama import PRESETS, Llama
+from infir.model import registry
 from infir.train.config import TrainConfig
 from infir.train.distributed import DistEnv
 from infir.train.loop import build_optimizer, train
@@ -35,7 +36,7 @@ from infir.train.tokenized import pack_row
 H100_PEAK_FLOPS = 989e12
 
 
-def flops_per_token(model: Llama, seq_len: int) -> float:
+def flops_per_token(model: nn.Module, seq_len: int) -> float:
     c = model.config
     return 6 * c.num_parameters() + 12 * c.num_hidden_layers * c.hidden_size * seq_len
 
@@ -64,7 +65,7 @@ def synthetic_batches(vocab: int, eos: int, seq_len: int, micro: int, n: int, se
     return out
 
 
-def run_infir(model: Llama, batches: list, cfg: TrainConfig, env: DistEnv, warmup: int) -> tuple[float, list[float]]:
+def run_infir(model: nn.Module, batches: list, cfg: TrainConfig, env: DistEnv, warmup: int) -> tuple[float, list[float]]:
     """(tokens/s after warmup steps, per-step losses) through the real training loop."""
     with tempfile.TemporaryDirectory() as tmp:
         train(model, batches, cfg, Path(tmp), env=env, total_steps=len(batches))
@@ -101,7 +102,7 @@ def run_hf(hf, batches: list, cfg: TrainConfig, env: DistEnv, warmup: int, bf16:
     return tokens / sum(times), losses
 
 
-def hf_twin(model: Llama):
+def hf_twin(model: nn.Module):
     """transformers' LlamaForCausalLM with the same weights (via an HF folder written by infir)."""
     from transformers import LlamaForCausalLM
 
@@ -143,7 +144,7 @@ def main() -> None:
     env = DistEnv(rank=0, world_size=1, local_rank=0, device=device)
     bf16 = device.type == "cuda"
     torch.manual_seed(0)
-    base = Llama(PRESETS[preset])
+    base = registry.build_model(registry.preset(preset))
     vocab = base.config.vocab_size
     eos = vocab - 1  # synthetic data: any id works as the document separator
     fpt = flops_per_token(base, seq)

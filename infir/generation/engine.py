@@ -1,8 +1,11 @@
-"""Batched generation for infir `Llama` models: one preallocated KV cache per batch, left padding."""
+"""Batched generation for infir models (any `infir.model.base.CausalLM`): one preallocated KV cache per batch,
+left padding. Prompts are text, token ids, or token ids with their input embeddings (`EmbeddedPrompt`: the VLM's
+image features spliced into the prefill)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,23 @@ import torch
 from infir.generation.base import Completion, LocalGenerator, OnToken, Prompt, SamplingParams, per_request
 from infir.generation.static_decode import GraphedDecodeStep, StaticDecodeStep
 from infir.generation.text import IncrementalDetokenizer, encode_prompt, eos_ids_for, find_stop
+
+
+@dataclass
+class EmbeddedPrompt:
+    """A prompt whose prefill uses these input embeddings instead of the token embeddings.
+
+    token_ids: the prompt's ids (placeholders where embeddings were spliced in; counted as prompt tokens);
+    embeds: [len(token_ids), hidden] rows fed to the model for the prefill. Decoding continues from token ids.
+    """
+
+    token_ids: list[int]
+    embeds: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.embeds.dim() != 2 or self.embeds.shape[0] != len(self.token_ids):
+            raise ValueError(f"embeds must be [{len(self.token_ids)}, hidden] (one row per prompt token), "
+                             f"got {list(self.embeds.shape)}")
 
 
 def sample_next(
@@ -32,7 +52,7 @@ def sample_next(
 
 
 class InfirGenerator(LocalGenerator):
-    """Generation for infir Llama models.
+    """Generation for infir models of any registered architecture.
 
     decode: "auto" (cuda_graph on a CUDA device, else dynamic), "dynamic" (the model's own KV-cache
     forward; best on CPU), "static" (fixed-shape decode
@@ -73,7 +93,7 @@ class InfirGenerator(LocalGenerator):
         dtype: torch.dtype | None = None,
         decode: str = "auto",
     ) -> InfirGenerator:
-        from infir.model.hf_io import load_model
+        from infir.model.hf_io import load_model  # any registered architecture (infir.model.registry)
         from infir.model.tokenizer import load_tokenizer
 
         path = Path(path)
@@ -91,21 +111,25 @@ class InfirGenerator(LocalGenerator):
 
     def generate(
         self,
-        prompts: Sequence[Prompt],
+        prompts: Sequence[Prompt | EmbeddedPrompt],
         params: SamplingParams | Sequence[SamplingParams],
         on_token: OnToken | None = None,
     ) -> list[Completion]:
         plist = per_request(params, len(prompts))
-        encoded = [
-            self._fit(encode_prompt(self.tokenizer, p), q.max_new_tokens)
-            for p, q in zip(prompts, plist, strict=True)
-        ]
+        encoded: list[list[int]] = []
+        embeds: list[torch.Tensor | None] = []
+        for p, q in zip(prompts, plist, strict=True):
+            ids = p.token_ids if isinstance(p, EmbeddedPrompt) else encode_prompt(self.tokenizer, p)
+            kept = self._fit(ids, q.max_new_tokens)
+            encoded.append(kept)
+            embeds.append(p.embeds[len(ids) - len(kept):] if isinstance(p, EmbeddedPrompt) else None)
         # Similar lengths together: less padding, fewer wasted steps.
         order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), plist[i].max_new_tokens))
         results: list[Completion | None] = [None] * len(prompts)
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            batch = self._generate_batch([encoded[i] for i in idx], [plist[i] for i in idx], idx, on_token)
+            batch = self._generate_batch([encoded[i] for i in idx], [plist[i] for i in idx], idx, on_token,
+                                         [embeds[i] for i in idx])
             for i, completion in zip(idx, batch, strict=False):
                 results[i] = completion
         return [r for r in results if r is not None]
@@ -148,6 +172,15 @@ class InfirGenerator(LocalGenerator):
             max_length=self.max_context,
         )
 
+    def _prefill_embeds(self, ids: torch.Tensor, embeds: list[torch.Tensor | None]) -> torch.Tensor:
+        """[B, width, hidden]: token embeddings of the left-padded batch, rows with their own embeddings replaced."""
+        out = self.model.embed_tokens(ids)
+        width = ids.shape[1]
+        for r, e in enumerate(embeds):
+            if e is not None:
+                out[r, width - e.shape[0] :] = e.to(device=out.device, dtype=out.dtype)
+        return out
+
     @torch.inference_mode()
     def _generate_batch(
         self,
@@ -155,6 +188,7 @@ class InfirGenerator(LocalGenerator):
         params: list[SamplingParams],
         indices: list[int],
         on_token: OnToken | None,
+        embeds: list[torch.Tensor | None] | None = None,
     ) -> list[Completion]:
         device, b = self.device, len(prompts)
         width = max(len(p) for p in prompts)
@@ -180,9 +214,9 @@ class InfirGenerator(LocalGenerator):
         finish: list[str | None] = ["length" if budget == 0 else None for budget in budgets]
         cut_at: list[int | None] = [None] * b
         cache = self.model.new_kv_cache(b, width + steps)
-        logits = self.model(ids, position_ids=positions, kv_cache=cache, attention_mask=mask[:, :width])[
-            :, -1
-        ]
+        prefill = self._prefill_embeds(ids, embeds) if embeds and any(e is not None for e in embeds) else None
+        logits = self.model(ids, position_ids=positions, kv_cache=cache, attention_mask=mask[:, :width],
+                            inputs_embeds=prefill)[:, -1]
         next_pos = positions[:, -1:] + 1
         rows = list(range(b))  # batch row held by each cache row
         live = list(range(b))  # cache rows still decoding
@@ -214,9 +248,7 @@ class InfirGenerator(LocalGenerator):
                 break
             if self._compact(len(live), len(rows)):  # drop finished rows: later steps compute live ones only
                 sel = torch.tensor(live, device=device)
-                cache.k = [k.index_select(0, sel) for k in cache.k]
-                cache.v = [v.index_select(0, sel) for v in cache.v]
-                cache.valid = cache.valid.index_select(0, sel)
+                cache.select_rows(sel)
                 mask, next_pos = mask.index_select(0, sel), next_pos.index_select(0, sel)
                 step_tokens = step_tokens.index_select(0, sel)
                 rows, live = [rows[j] for j in live], list(range(len(live)))

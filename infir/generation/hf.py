@@ -43,7 +43,7 @@ class HFGenerator(LocalGenerator):
             from infir.model.tokenizer import load_tokenizer
 
             tokenizer = load_tokenizer(path)
-        except Exception:  # noqa: BLE001 - non-Llama tokenizers load through AutoTokenizer
+        except Exception:  # noqa: BLE001 - tokenizers infir cannot read load through AutoTokenizer
             tokenizer = AutoTokenizer.from_pretrained(str(path))
         return cls(model, tokenizer, eos_ids_for(path, tokenizer, model.config.eos_token_id), batch_size)
 

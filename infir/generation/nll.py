@@ -1,4 +1,4 @@
-"""Per-token NLL of held-out texts for any loaded model (infir Llama or a transformers causal LM)."""
+"""Per-token NLL of held-out texts for any loaded model (an infir model or a transformers causal LM)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ def per_token_nll(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: 
     Each text starts after the tokenizer's BOS (its first token is scored against BOS); texts longer
     than the model's context keep their last tokens.
     """
-    from infir.model.llama import Llama
+    from infir.model.base import is_causal_lm
 
-    if isinstance(model, Llama):
+    if is_causal_lm(model):
         from infir.generation.engine import InfirGenerator
 
         scorer: Any = InfirGenerator(model, tokenizer, eos_ids=set())

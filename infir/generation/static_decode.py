@@ -1,10 +1,10 @@
 """A decode step with static shapes (the whole preallocated KV cache, a validity mask), for CUDA graphs.
 
-`Llama.forward` with a `KVCache` attends over a cache slice that grows every step, so each step has a
-new shape. `StaticDecodeStep` writes the new key/value at a slot index given as a tensor and attends
-over all `max_len` slots with the cache's `valid` mask: every step has the same shapes and buffers,
-so `GraphedDecodeStep` can capture it once per batch with `torch.cuda.CUDAGraph` and replay it,
-removing the per-step Python and kernel-launch overhead that dominates small-model decoding on GPU.
+A model's `forward` with a `KVCache` attends over a cache slice that grows every step, so each step has a
+new shape. The model's `decode_step` (`infir.model.base.CausalLM`) writes the new key/value at a slot index
+given as a tensor and attends over all `max_len` slots with the cache's `valid` mask: every step has the same
+shapes and buffers, so `GraphedDecodeStep` can capture it once per batch with `torch.cuda.CUDAGraph` and replay
+it, removing the per-step Python and kernel-launch overhead that dominates small-model decoding on GPU.
 On CPU the eager step is only a reference (attending over the whole cache costs more there).
 """
 
@@ -13,9 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-
-from infir.model.llama import apply_rope
 
 
 class StaticDecodeStep:
@@ -26,24 +23,7 @@ class StaticDecodeStep:
 
     @torch.inference_mode()
     def __call__(self, token_ids: torch.Tensor, positions: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
-        model, cache, cfg = self.model, self.cache, self.model.config
-        b = token_ids.shape[0]
-        x = model.model.embed_tokens(token_ids)
-        cos, sin = model.rope(positions, x.dtype)
-        cache.valid.index_fill_(1, slot, True)
-        mask = cache.valid[:, None, None, :]
-        for i, layer in enumerate(model.model.layers):
-            attn, h = layer.self_attn, layer.input_layernorm(x)
-            q = attn.q_proj(h).view(b, 1, cfg.num_attention_heads, cfg.head_dim).transpose(1, 2)
-            k = attn.k_proj(h).view(b, 1, cfg.num_key_value_heads, cfg.head_dim).transpose(1, 2)
-            v = attn.v_proj(h).view(b, 1, cfg.num_key_value_heads, cfg.head_dim).transpose(1, 2)
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-            cache.k[i].index_copy_(2, slot, k)
-            cache.v[i].index_copy_(2, slot, v)
-            out = F.scaled_dot_product_attention(q, cache.k[i], cache.v[i], attn_mask=mask, enable_gqa=True)
-            x = x + attn.o_proj(out.transpose(1, 2).reshape(b, 1, -1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-        return model.lm_head(model.model.norm(x))[:, -1]
+        return self.model.decode_step(token_ids, positions, slot, self.cache)
 
 
 class GraphedDecodeStep:
@@ -54,7 +34,7 @@ class GraphedDecodeStep:
     """
 
     def __init__(self, model: Any, cache: Any, batch_size: int) -> None:
-        device = model.lm_head.weight.device
+        device = cache.valid.device
         self.step = StaticDecodeStep(model, cache)
         self.ids = torch.zeros((batch_size, 1), dtype=torch.long, device=device)
         self.pos = torch.zeros((batch_size, 1), dtype=torch.long, device=device)

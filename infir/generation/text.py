@@ -56,7 +56,8 @@ def find_stop(text: str, stops: Sequence[str], new_chars: int) -> int | None:
 def eos_ids_for(
     model_dir: Path | None, tokenizer: Any, config_eos: int | list[int] | None = None
 ) -> set[int]:
-    """EOS ids from generation_config.json, the model config, the tokenizer and `<|eot_id|>`."""
+    """EOS ids from generation_config.json, the model config, the tokenizer, and the end-of-text / end-of-turn
+    tokens of every architecture in infir's registry that the tokenizer has (`<|eot_id|>`, `<|im_end|>`, ...)."""
     ids: set[int] = set()
 
     def add(value: Any) -> None:
@@ -69,10 +70,9 @@ def eos_ids_for(
     if model_dir is not None and (model_dir / "generation_config.json").exists():
         add(json.loads((model_dir / "generation_config.json").read_text()).get("eos_token_id"))
     add(getattr(tokenizer, "eos_token_id", None))
-    vocab = tokenizer.get_vocab()
-    for name in ("<|eot_id|>", "<|end_of_text|>", "<|im_end|>", "<|endoftext|>"):
-        if name in vocab:
-            ids.add(vocab[name])
+    from infir.model.registry import end_of_sequence_tokens, token_ids
+
+    ids.update(token_ids(tokenizer, end_of_sequence_tokens()))
     return ids
 
 

@@ -1,4 +1,10 @@
-"""The Llama 3 chat template, as a Jinja string for HF tokenizer files and as plain Python.
+"""Chat templates, as Jinja strings for HF tokenizer files and as plain Python: Llama 3's and ChatML (Qwen2.5).
+
+Which template an architecture uses by default is the registry's (`infir.model.registry`); a tokenizer that
+carries its own template always keeps it.
+
+Llama 3
+-------
 
 Text layout (byte-exact, no date line, system prompt optional)::
 
@@ -9,6 +15,18 @@ Text layout (byte-exact, no date line, system prompt optional)::
 Content is used as given (no strip), so what a dataset holds is exactly what the model sees.
 Llama 3.1/3.2's own template adds a "Today Date" system block; this one never does, so no
 varying date can enter training data.
+
+ChatML (Qwen2.5)
+----------------
+The layout Qwen2.5's own template gives conversations without tools (byte-exact)::
+
+    <|im_start|>system\n{system content}<|im_end|>\n   (Qwen2.5's default system text when the first message
+                                                      is not a system message)
+    <|im_start|>{role}\n{content}<|im_end|>\n          (once per further message)
+    <|im_start|>assistant\n                            (generation prompt, optional)
+
+No BOS token. Tool calls and tool results (Qwen2.5's `<tool_call>` / `<tool_response>` blocks) are not rendered
+here; a Qwen2.5 tokenizer folder keeps its own full template for those.
 """
 
 from __future__ import annotations
@@ -30,6 +48,24 @@ LLAMA3_CHAT_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}"
     "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}"
+    "{%- endif -%}"
+)
+
+
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+# Qwen2.5's template uses this system text when a conversation brings none.
+QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+
+CHATML_CHAT_TEMPLATE = (
+    "{%- if not messages or messages[0]['role'] != 'system' -%}"
+    "{{- '<|im_start|>system\\n" + QWEN25_DEFAULT_SYSTEM + "<|im_end|>\\n' -}}"
+    "{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}"
+    "{{- '<|im_start|>assistant\\n' -}}"
     "{%- endif -%}"
 )
 
@@ -58,6 +94,18 @@ def render_chat(messages: Sequence[Mapping], add_generation_prompt: bool = False
         parts.append(header("assistant"))
     return "".join(parts)
 
+
+
+def render_chatml(messages: Sequence[Mapping], add_generation_prompt: bool = False) -> str:
+    """Render `messages` exactly as CHATML_CHAT_TEMPLATE does (Qwen2.5's layout)."""
+    parts = []
+    checked = [_check_message(i, m) for i, m in enumerate(messages)]
+    if not checked or checked[0][0] != "system":
+        parts.append(f"{IM_START}system\n{QWEN25_DEFAULT_SYSTEM}{IM_END}\n")
+    parts += [f"{IM_START}{role}\n{content}{IM_END}\n" for role, content in checked]
+    if add_generation_prompt:
+        parts.append(f"{IM_START}assistant\n")
+    return "".join(parts)
 
 
 def render_with_tokenizer(tokenizer, messages: Sequence[Mapping], add_generation_prompt: bool = False) -> str:

@@ -7,6 +7,18 @@ from pathlib import Path
 import typer
 
 
+def _check_model_dir(command: str, model_dir: Path) -> None:
+    """A folder infir cannot load (no config.json, an architecture outside the registry, a config it refuses)
+    ends the command with the reason and exit code 2 instead of a traceback."""
+    from infir.model.hf_io import load_config
+
+    try:
+        load_config(model_dir)
+    except (FileNotFoundError, ValueError) as e:
+        typer.echo(f"infir {command}: {e}", err=True)
+        raise typer.Exit(code=2) from None
+
+
 def serve_command(
     model_dir: Path = typer.Argument(..., help="Model folder (config.json, model.safetensors, tokenizer files)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
@@ -23,6 +35,7 @@ def serve_command(
     from infir.serve.config import ServerConfig
     from infir.serve.runner import run_server
 
+    _check_model_dir("serve", model_dir)
     config = ServerConfig(model_name=model_name, max_batch_size=max_batch_size, max_queue=max_queue,
                           batch_window_ms=batch_window_ms, quantize=quantize)
     run_server(model_dir, host=host, port=port, config=config)
@@ -39,6 +52,7 @@ def chat_command(
     """Interactive terminal chat with streaming output (/reset clears history, /exit or Ctrl-D quits)."""
     from infir.serve.chat import run_chat
 
+    _check_model_dir("chat", model_dir)
     run_chat(model_dir, system=system, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
 
 
@@ -58,6 +72,7 @@ def export_command(
         raise typer.Exit(code=2)
     from infir.serve.export import export_gguf, export_hf
 
+    _check_model_dir("export", model_dir)
     if format == "hf":
         export_hf(model_dir, output, dtype=dtype)
     else:

@@ -7,7 +7,7 @@ but much faster on x86 CPUs and at batch sizes > 1 (measure in bench/quantizatio
 int4: asymmetric groups of `group_size` input features (scale + zero point per group),
 `aten._weight_int4pack_mm_for_cpu` (the tinygemm layout). Both kernels take bfloat16 activations
 on CPU (their float32 paths are slow), so inputs are cast to bf16 for the matmul and back.
-Norms, embeddings and attention stay in the model's float dtype.
+Norms, embeddings, attention and linear biases (Qwen2's q/k/v) stay in the model's float dtype.
 """
 
 from __future__ import annotations
@@ -23,11 +23,20 @@ QUANT_MODES = ("int8", "int4", "int8-dynamic")
 _ACT_DTYPE = torch.bfloat16
 
 
-class Int8WeightOnlyLinear(nn.Module):
-    """y = x @ (q * scale)^T with q int8 [out, in] and one bf16 scale per output row."""
+def _keep_bias(module: nn.Module, bias: torch.Tensor | None) -> None:
+    module.register_buffer("bias", None if bias is None else bias.detach().clone())
 
-    def __init__(self, weight: torch.Tensor) -> None:
+
+def _add_bias(y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return y if bias is None else y + bias.to(y.dtype)
+
+
+class Int8WeightOnlyLinear(nn.Module):
+    """y = x @ (q * scale)^T (+ bias) with q int8 [out, in] and one bf16 scale per output row."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         super().__init__()
+        _keep_bias(self, bias)
         w = weight.detach().float()
         self.in_features, self.out_features = w.shape[1], w.shape[0]
         self.out_dtype = weight.dtype
@@ -45,16 +54,17 @@ class Int8WeightOnlyLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, shape[-1]).to(_ACT_DTYPE), self.qweight, self.scales)
-        return y.to(x.dtype).reshape(*shape[:-1], self.out_features)
+        return _add_bias(y.to(x.dtype).reshape(*shape[:-1], self.out_features), self.bias)
 
 
 class Int8DynamicLinear(nn.Module):
     """fbgemm's dynamic int8 linear: per-channel int8 weights, activations quantized per call."""
 
-    def __init__(self, weight: torch.Tensor) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         super().__init__()
         import warnings
 
+        _keep_bias(self, bias)
         w = weight.detach().float()
         self.in_features, self.out_features = w.shape[1], w.shape[0]
         self.out_dtype = weight.dtype
@@ -74,14 +84,15 @@ class Int8DynamicLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         y = torch.ops.quantized.linear_dynamic(x.reshape(-1, shape[-1]).float(), self._packed, True)
-        return y.to(x.dtype).reshape(*shape[:-1], self.out_features)
+        return _add_bias(y.to(x.dtype).reshape(*shape[:-1], self.out_features), self.bias)
 
 
 class Int4WeightOnlyLinear(nn.Module):
     """Group-wise asymmetric 4-bit weights: w = (q - 8) * scale + zero per group of input features."""
 
-    def __init__(self, weight: torch.Tensor, group_size: int = 64) -> None:
+    def __init__(self, weight: torch.Tensor, group_size: int = 64, bias: torch.Tensor | None = None) -> None:
         super().__init__()
+        _keep_bias(self, bias)
         w = weight.detach().float()
         n, k = w.shape
         if k % group_size:
@@ -111,7 +122,7 @@ class Int4WeightOnlyLinear(nn.Module):
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(
             x.reshape(-1, shape[-1]).to(_ACT_DTYPE), self.qweight, self.group_size, self.scales_zeros
         )
-        return y.to(x.dtype).reshape(*shape[:-1], self.out_features)
+        return _add_bias(y.to(x.dtype).reshape(*shape[:-1], self.out_features), self.bias)
 
 
 class Int8Embedding(nn.Module):
@@ -130,6 +141,8 @@ def quantize_model(model: nn.Module, mode: str = "int8", group_size: int = 64,
                    include_lm_head: bool = True, include_embedding: bool = True) -> nn.Module:
     """Replace every nn.Linear (decoder projections and, by default, lm_head) in place; returns the model.
 
+    Biases (Qwen2's q/k/v) are kept in float and added after the quantized matmul.
+
     The token embedding becomes int8 rows too; with tied weights and int8 it shares lm_head's buffers.
     """
     if mode not in QUANT_MODES:
@@ -139,21 +152,19 @@ def quantize_model(model: nn.Module, mode: str = "int8", group_size: int = 64,
         for name, child in list(parent.named_children()):
             if not isinstance(child, nn.Linear) or (name == "lm_head" and not include_lm_head):
                 continue
-            if child.bias is not None:
-                raise ValueError(f"{name}: biased linear layers are not supported")
             if mode == "int4" and child.in_features % group_size == 0:
-                new: nn.Module = Int4WeightOnlyLinear(child.weight, group_size)
+                new: nn.Module = Int4WeightOnlyLinear(child.weight, group_size, bias=child.bias)
             elif mode == "int8-dynamic":
-                new = Int8DynamicLinear(child.weight)
+                new = Int8DynamicLinear(child.weight, bias=child.bias)
             else:
-                new = Int8WeightOnlyLinear(child.weight)
+                new = Int8WeightOnlyLinear(child.weight, bias=child.bias)
             setattr(parent, name, new)
             replaced += 1
     body = getattr(model, "model", None)
     if include_embedding and isinstance(getattr(body, "embed_tokens", None), nn.Embedding):
         tied = getattr(getattr(model, "config", None), "tie_word_embeddings", False)
         head = getattr(model, "lm_head", None)
-        source = head if tied and isinstance(head, Int8WeightOnlyLinear) else body.embed_tokens
+        source = head if tied and isinstance(head, Int8WeightOnlyLinear) and head.bias is None else body.embed_tokens
         body.embed_tokens = Int8Embedding(source)
     log.info("quantized %d linear layers to %s weight-only", replaced, mode)
     return model

@@ -113,7 +113,7 @@ def prepare_sft_data(cfg: SFTConfig, data: list[Path], tokenizer: Any, out_dir: 
 
 @torch.no_grad()
 def heldout_loss(module: torch.nn.Module, batches: list[dict[str, torch.Tensor]], device: torch.device) -> float:
-    """Mean cross-entropy per assistant token over `batches` (module: CausalLMLoss-like or Llama)."""
+    """Mean cross-entropy per assistant token over `batches` (module: CausalLMLoss-like or a bare causal LM)."""
     total, count = 0.0, 0
     for batch in batches:
         batch = {k: v.to(device) for k, v in batch.items()}
@@ -122,7 +122,7 @@ def heldout_loss(module: torch.nn.Module, batches: list[dict[str, torch.Tensor]]
             continue
         if hasattr(module, "blocks"):  # CausalLMLoss: forward(**batch) -> (loss_sum, ce_sum)
             _, ce = module(**batch)
-        else:  # a bare Llama: the same chunked loss, never the full [T, vocab] logits at once
+        else:  # a bare causal LM: the same chunked loss, never the full [T, vocab] logits at once
             from infir.train.loss import linear_cross_entropy
 
             hidden = module(batch["input_ids"], position_ids=batch["position_ids"],
@@ -161,7 +161,10 @@ def train_config(cfg: SFTConfig, total_steps: int, accum_steps: int, world_size:
 
 
 def _set_special_ids(config: Any, tok: Any) -> None:
-    """bos = the tokenizer's; eos = end-of-text and end-of-turn (generation stops at either)."""
+    """bos = the tokenizer's; eos = end-of-text and end-of-turn (generation stops at either), by the
+    end-of-sequence rule of the tokenizer's family (infir.model.registry: Llama 3's or Qwen2's tokens)."""
+    from infir.model.registry import architecture_of, special_ids
+
     vocab = config.vocab_size
 
     def valid(i: Any) -> bool:
@@ -169,7 +172,8 @@ def _set_special_ids(config: Any, tok: Any) -> None:
 
     old = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
     eos = {i for i in old if valid(i)}
-    eos |= {i for i in (tok.convert_tokens_to_ids("<|end_of_text|>"), tok.eos_token_id) if valid(i)}
+    ends = special_ids(tok, architecture_of(config))
+    eos |= {i for i in (ends["end_of_text"], ends["end_of_turn"], tok.eos_token_id) if valid(i)}
     if valid(tok.bos_token_id):
         config.bos_token_id = tok.bos_token_id
     if eos:
@@ -183,7 +187,7 @@ def run_sft(cfg: SFTConfig, base_model: Path, data: list[Path], output: Path,
     tokenizer: a tokenizer folder/file when `base_model` holds none. Resumes from output/checkpoints.
     """
     from infir.model.hf_io import load_model, save_model
-    from infir.model.llama import Llama
+    from infir.model.registry import model_from_state
     from infir.model.tokenizer import load_tokenizer
     from infir.sft.batching import SFTBatches
     from infir.train.checkpoint import full_model_state
@@ -239,11 +243,8 @@ def run_sft(cfg: SFTConfig, base_model: Path, data: list[Path], output: Path,
     if env.is_main:
         config = dataclasses.replace(model.config)
         _set_special_ids(config, tok)
-        with torch.device("meta"):
-            final = Llama(config)
-        final.load_state_dict({k.removeprefix("model."): v for k, v in state.items()}, strict=True, assign=True)
-        if config.tie_word_embeddings:
-            final.lm_head.weight = final.model.embed_tokens.weight
+        final = model_from_state(config, {k.removeprefix("model."): v for k, v in state.items()},
+                                 where="SFT weights", device="cpu")
         save_model(final, output / "model", tokenizer=tok)
     barrier(env)
     result = {**summary, "samples": len(samples), "heldout": len(heldout), "steps_per_epoch": steps_per_epoch,

@@ -166,7 +166,9 @@ class TrainConfig(Composed):
     """A pretraining or annealing run (§2.4): model, data, length, and the shared parts."""
 
     # model
-    model: str = Field("llama3.2-1b", description="A preset of infir.model.llama.PRESETS.")
+    model: str = Field("llama3.2-1b", description="A preset of any architecture in infir.model.registry.presets(): "
+                       "llama3.2-1b, tiny, micro (Llama); qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-7b, qwen2-tiny, "
+                       "qwen2-micro (Qwen2).")
     init_from: str | None = Field(None, description="Start from this model folder instead of a preset.")
     vocab_size: int | None = Field(None, description="None: the preset's, or the tokenizer's when larger.")
     # data

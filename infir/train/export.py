@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from infir.model.hf_io import save_model
-from infir.model.llama import Llama, rope_inv_freq
+from infir.model.registry import model_from_state
 from infir.train.checkpoint import full_model_state
 from infir.train.distributed import DistEnv, barrier
 from infir.utils.log import get_logger
@@ -22,15 +22,10 @@ def export_model(module: torch.nn.Module, config: Any, out_dir: Path, tokenizer:
     if env.is_main:
         prefix = "model."
         state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
-        with torch.device("meta"):
-            model = Llama(config)
-        missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
-        missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
-        if missing or unexpected:
-            raise RuntimeError(f"trained state does not fit the model: missing {missing}, unexpected {unexpected}")
-        if config.tie_word_embeddings:
-            model.lm_head.weight = model.model.embed_tokens.weight
-        model.inv_freq = rope_inv_freq(config)
+        try:
+            model = model_from_state(config, state, where="trained state", device="cpu")
+        except ValueError as e:
+            raise RuntimeError(str(e)) from e
         save_model(model, out_dir, tokenizer=tokenizer)
         log.info("saved model to %s", out_dir)
     barrier(env)

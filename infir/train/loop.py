@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from infir.model.llama import Llama
+from infir.model.base import is_causal_lm
 from infir.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from infir.train.config import OptimizerConfig, RuntimeConfig, TrainConfig
 from infir.train.distributed import (
@@ -38,19 +38,20 @@ Evaluate = Callable[[nn.Module, int], dict[str, float]]
 
 
 class CausalLMLoss(nn.Module):
-    """Llama + chunked linear cross-entropy: forward(**batch) -> (loss_sum, ce_sum).
+    """A causal LM (`infir.model.base.CausalLM`, any architecture) + chunked linear cross-entropy:
+    forward(**batch) -> (loss_sum, ce_sum).
 
     Any module with this forward (and a `blocks()` for sharding) can be trained by `train()`.
     """
 
-    def __init__(self, model: Llama, z_loss: float = 0.0, chunk_size: int = 8192,
+    def __init__(self, model: nn.Module, z_loss: float = 0.0, chunk_size: int = 8192,
                  compute_dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.model = model
         self.z_loss, self.chunk_size, self.compute_dtype = z_loss, chunk_size, compute_dtype
 
     def blocks(self) -> nn.ModuleList:
-        return self.model.model.layers
+        return self.model.layers
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, position_ids: torch.Tensor | None = None,
                 document_ids: torch.Tensor | None = None, **_: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +107,7 @@ def train(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train `model` on `batches`; resumes from output/checkpoints when one exists.
 
-    Returns the prepared training module (a CausalLMLoss around a Llama) and a summary dict.
+    Returns the prepared training module (a CausalLMLoss around the model) and a summary dict.
     """
     output = Path(output)
     env = env or init_distributed()
@@ -114,7 +115,7 @@ def train(
     total_steps = total_steps or cfg.total_steps()
     accum = cfg.grad_accum_steps(env.world_size)
     bf16 = use_bf16(cfg.runtime, env.device)
-    if isinstance(model, Llama):
+    if is_causal_lm(model):
         model = CausalLMLoss(model, cfg.z_loss, cfg.runtime.loss_chunk_size, torch.bfloat16 if bf16 else None)
     module = prepare_module(model, cfg, env)
     module.train()

@@ -4,6 +4,10 @@ Pretraining (recall): per-token NLL on a web validation sample from which the "m
 were dropped (those in the bottom `discard_fraction` of every reference model's NLL ranking), the
 per-token NLL of benchmark answers, and for multiple choice the softmax-normalised probability of
 the correct option over all options (eq. 2, s_i = log-likelihood of option i).
+
+Reference models may have other tokenizers than the trained model (the paper's references include Qwen2.5
+models): each one scores every text with its own tokenizer, and the ranking uses its NLL per UTF-8 byte of the
+text (see `reference_nll_per_byte`), so every reference ranks the same quantity whatever its vocabulary.
 Annealing (precision): eval tasks generated few-shot with the base-model prompts (`generation_eval`).
 
 Scores go through the training module itself (`module(input_ids, labels) -> (loss_sum, ce_sum)`),
@@ -158,19 +162,25 @@ class OfflineEvaluator:
         cut = cfg.max_len
 
         if cfg.web_val:
-            texts = load_texts(Path(cfg.web_val), cfg.web_max_docs)
-            web = [([], _with_bos(tokenizer, _encode(tokenizer, t))[:cut]) for t in texts]
-            web = [w for w in web if len(w[1]) >= 2]
+            texts, web = [], []
+            for text in load_texts(Path(cfg.web_val), cfg.web_max_docs):
+                ids = _with_bos(tokenizer, _encode(tokenizer, text))[:cut]
+                if len(ids) >= 2:
+                    texts.append(text)
+                    web.append(([], ids))
             keep = [True] * len(web)
+            rankings: dict[str, list[float]] = {}
             if cfg.reference_models:
-                keep = select_meaningful([_reference_nll(Path(m), web, env) for m in cfg.reference_models],
-                                         cfg.discard_fraction)
+                rankings = {m: reference_nll_per_byte(Path(m), texts, cut, env) for m in cfg.reference_models}
+                keep = select_meaningful(list(rankings.values()), cfg.discard_fraction)
             ev.web = [w for w, k in zip(web, keep, strict=True) if k]
             if env.is_main:
                 atomic_write_json(out_dir / "web_val_selection.json", {
                     "source": cfg.web_val, "documents": len(web), "kept": len(ev.web),
                     "reference_models": cfg.reference_models, "discard_fraction": cfg.discard_fraction,
-                    "dropped_examples": [t[:200] for t, k in zip(texts, keep, strict=False) if not k][:20]})
+                    "ranked_by": "reference NLL per UTF-8 byte (each reference with its own tokenizer)",
+                    "reference_mean_nll_per_byte": {m: sum(r) / len(r) for m, r in rankings.items() if r},
+                    "dropped_examples": [t[:200] for t, k in zip(texts, keep, strict=True) if not k][:20]})
         for task in cfg.answer_tasks:
             pairs = load_answer_items(task, cfg.max_items, cfg.benchmarks_dir)
             ev.answers[_task_name(task)] = [
@@ -237,11 +247,58 @@ def _task_name(path: str) -> str:
     return p.parent.name if name in {"test", "train", "dev", "valid", "validation", "val"} else name
 
 
-def _reference_nll(model_dir: Path, web: list[Scored], env: DistEnv) -> list[float]:
-    """Per-token NLL of every web text under a reference model (a Llama folder)."""
+def reference_tokens(tokenizer: Any, text: str, max_len: int) -> tuple[list[int], int]:
+    """A reference model's ids for `text` and the UTF-8 bytes of text they cover.
+
+    The ids start with the tokenizer's BOS, or, for tokenizers without one (Qwen2's), its end-of-text token as
+    the document-start context (lm-eval-harness's prefix token), so every text token is scored; at most
+    `max_len` ids are kept, and the byte count covers exactly the text tokens kept.
+    """
+    from infir.model.registry import special_ids
+
+    ids = special_ids(tokenizer)
+    prefix = ids["bos"] if ids["bos"] is not None else ids["end_of_text"]
+    if prefix is None:
+        prefix = getattr(tokenizer, "bos_token_id", None) or getattr(tokenizer, "eos_token_id", None)
+    if prefix is None:
+        raise ValueError("a reference tokenizer needs a BOS or end-of-text token to start a document with")
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    body, offsets = list(enc["input_ids"])[: max_len - 1], enc["offset_mapping"]
+    covered = text[: offsets[len(body) - 1][1]] if body else ""
+    return [prefix, *body], len(covered.encode("utf-8"))
+
+
+def reference_nll_per_byte(model_dir: Path, texts: list[str], max_len: int, env: DistEnv) -> list[float]:
+    """NLL per UTF-8 byte of every text under a reference model, tokenized with the reference's own tokenizer.
+
+    Why per byte: references may use other vocabularies than the trained model and than each other (Llama 3's
+    128k tokens with up-to-3-digit numbers, Qwen2's 151k with single digits). Per-token NLL then ranks how a
+    tokenizer segments a text as much as how predictable the text is: a text a tokenizer cuts into many short,
+    easy tokens (digits, rare scripts, markup) gets a low per-token NLL under it although it holds as much
+    information. The summed NLL of a text is a property of the model and the text (its log-probability), and
+    the text's UTF-8 length does not depend on any tokenizer, so NLL per byte (bits per byte up to a factor
+    ln 2, as The Pile and lm-eval report across tokenizers) ranks the same quantity under every reference.
+    Per word was the other candidate; it needs a word splitter, which fails on code and on languages without
+    spaces, both in the paper's corpus.
+    """
     from infir.model.hf_io import load_model
+    from infir.model.tokenizer import load_tokenizer
     from infir.train.loop import CausalLMLoss
 
+    model_dir = Path(model_dir)
+    if not any((model_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        raise FileNotFoundError(f"reference model {model_dir} holds no tokenizer: each reference scores texts with "
+                                "its own tokenizer")
+    tokenizer = load_tokenizer(model_dir)
     ref = CausalLMLoss(load_model(model_dir, device=env.device)).eval()
-    log.info("ranking %d web texts by NLL under %s", len(web), model_dir)
-    return [s / max(n, 1) for s, n in continuation_nll(ref, web, env.device)]
+    if len(tokenizer) > ref.model.config.vocab_size:
+        raise ValueError(f"reference model {model_dir}: tokenizer has {len(tokenizer)} tokens but the model "
+                         f"{ref.model.config.vocab_size} embeddings")
+    log.info("ranking %d web texts by NLL per byte under %s (%s, its own tokenizer)", len(texts), model_dir,
+             ref.model.config.model_type)
+    items, sizes = [], []
+    for text in texts:
+        ids, size = reference_tokens(tokenizer, text, max_len)
+        items.append(([], ids))
+        sizes.append(size)
+    return [s / max(b, 1) for (s, _), b in zip(continuation_nll(ref, items, env.device), sizes, strict=True)]

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from infir.data.tokens import find_sources
+from infir.model import registry
 from infir.model.hf_io import load_model
-from infir.model.llama import PRESETS, Llama
 from infir.train.config import TrainConfig
 from infir.train.distributed import init_distributed
 from infir.train.export import export_model
@@ -27,16 +27,15 @@ from infir.utils.log import get_logger
 log = get_logger(__name__)
 
 
-def build_model(cfg: TrainConfig, init_from: Path | None, tokenizer: Any) -> Llama:
-    """The starting model: a folder to continue from, or a freshly initialised preset."""
+def build_model(cfg: TrainConfig, init_from: Path | None, tokenizer: Any) -> Any:
+    """The starting model: a folder to continue from (any registered architecture), or a freshly initialised
+    preset of any architecture (`infir.model.registry.presets()`)."""
     source = init_from or (Path(cfg.init_from) if cfg.init_from else None)
     if source is not None:
         model = load_model(source, device="cpu", dtype=torch.float32)
-        log.info("initialised from %s", source)
+        log.info("initialised from %s (%s)", source, model.config.model_type)
         return model
-    if cfg.model not in PRESETS:
-        raise ValueError(f"unknown model preset {cfg.model!r}; choose from {sorted(PRESETS)}")
-    config = PRESETS[cfg.model]
+    config = registry.preset(cfg.model)
     vocab = cfg.vocab_size or config.vocab_size
     if tokenizer is not None and cfg.vocab_size is None and len(tokenizer) > vocab:
         vocab = len(tokenizer)
@@ -44,12 +43,13 @@ def build_model(cfg: TrainConfig, init_from: Path | None, tokenizer: Any) -> Lla
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model vocab is {vocab}")
     overrides: dict[str, Any] = {"vocab_size": vocab}
     if tokenizer is not None:
-        ids = tokenizer.get_vocab()
-        for field, token in (("bos_token_id", "<|begin_of_text|>"), ("eos_token_id", "<|end_of_text|>")):
-            if token in ids:
-                overrides[field] = ids[token]
+        ids = registry.special_ids(tokenizer, registry.architecture_of(config))
+        if ids["family"] is not None:  # the tokenizer's own begin/end-of-text tokens (Llama 3's or Qwen2's)
+            overrides["bos_token_id"] = ids["bos"]  # None for Qwen2's family: no BOS
+            if ids["end_of_text"] is not None:
+                overrides["eos_token_id"] = ids["end_of_text"]
     torch.manual_seed(cfg.runtime.seed)
-    return Llama(dataclasses.replace(config, **overrides))
+    return registry.build_model(dataclasses.replace(config, **overrides))
 
 
 def resolve_sources(cfg: TrainConfig, data_dir: Path) -> tuple[list[Path], list[float] | None]:

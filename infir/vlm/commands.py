@@ -27,7 +27,7 @@ def data_command(
 @app.command("train")
 def train_command(
     config: Path = typer.Argument(..., help="VLM config YAML, e.g. recipes/tiny-vl.yaml."),
-    lm: Path | None = typer.Option(None, "--lm", help="LM folder (infir / HF Llama with tokenizer). "
+    lm: Path | None = typer.Option(None, "--lm", help="LM folder (infir / HF Llama or Qwen2, with tokenizer). "
                                    "Absent: a random tiny LM is made (toy runs only)."),
     output: Path = typer.Option(Path("runs/vlm"), "--output", "-o", help="Run folder (resumes by stage)."),
     lm_preset: str | None = typer.Option(None, help="Preset of the random LM when --lm is absent "

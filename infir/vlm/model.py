@@ -1,4 +1,5 @@
-"""InfiR-VL: a SigLIP vision tower, a Linear-GELU-Linear projector and an infir Llama.
+"""InfiR-VL: a SigLIP vision tower, a Linear-GELU-Linear projector and an infir language model (any registered
+architecture: Llama as in the paper, or Qwen2).
 
 Every image becomes `num_image_tokens` feature vectors (729 for SigLIP-So400m/14 at 384 px: all
 27x27 patches, no CLS token). The text holds that many copies of the image token; their
@@ -10,7 +11,7 @@ Folder layout written by `save_vlm` (each part loads with its own library):
     config.json               {"model_type": "infir_vl", image token, projector sizes, preprocessing}
     vision/                   a transformers SiglipVisionModel folder (+ preprocessor_config.json)
     projector.safetensors     linear_1.{weight,bias}, linear_2.{weight,bias}
-    lm/                       an infir / HF LlamaForCausalLM folder with the tokenizer
+    lm/                       an infir / HF language model folder (LlamaForCausalLM, Qwen2ForCausalLM) with the tokenizer
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from infir.model.hf_io import load_model, save_model
-from infir.model.llama import Llama
 from infir.utils.io import atomic_path
 from infir.utils.log import get_logger
 from infir.vlm.config import VisionConfig
@@ -70,7 +70,7 @@ class Projector(nn.Module):
 
 
 class VisionLanguageModel(nn.Module):
-    def __init__(self, vision: nn.Module, projector: Projector, lm: Llama, image_token_id: int,
+    def __init__(self, vision: nn.Module, projector: Projector, lm: nn.Module, image_token_id: int,
                  preprocessing: dict[str, Any]) -> None:
         super().__init__()
         self.vision, self.projector, self.lm = vision, projector, lm
@@ -96,7 +96,7 @@ class VisionLanguageModel(nn.Module):
 
     def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None) -> torch.Tensor:
         """Token embeddings with the image-token slots replaced by image features."""
-        embeds = self.lm.model.embed_tokens(input_ids)
+        embeds = self.lm.embed_tokens(input_ids)
         slots = input_ids == self.image_token_id
         n_slots = int(slots.sum())
         n_images = 0 if pixel_values is None else pixel_values.shape[0]
@@ -129,7 +129,7 @@ class VisionLanguageModel(nn.Module):
         return loss, int(keep.sum())
 
 
-def build_vlm(vision_cfg: VisionConfig, lm: Llama, tokenizer: Any, image_token: str,
+def build_vlm(vision_cfg: VisionConfig, lm: nn.Module, tokenizer: Any, image_token: str,
               projector_hidden: int | None = None) -> VisionLanguageModel:
     vision = build_vision_tower(vision_cfg)
     image_token_id = tokenizer.convert_tokens_to_ids(image_token)

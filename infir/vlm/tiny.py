@@ -5,15 +5,15 @@ Real runs start from a pretrained InfiR LM folder; this exists so the VLM room r
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import torch
+from torch import nn
 
+from infir.model import registry
 from infir.model.chat_template import header
 from infir.model.hf_io import save_model
-from infir.model.llama import PRESETS, Llama
 from infir.model.tokenizer import train_bpe_tokenizer
 from infir.utils.log import get_logger
 from infir.vlm.processor import IMAGE_PLACEHOLDER
@@ -34,7 +34,7 @@ def sample_texts(data_dir: Path, limit_per_kind: int = 2000) -> list[str]:
     return texts
 
 
-def warm_up_on_texts(model: Llama, tok, texts: list[str], steps: int, batch_size: int = 32, seq_len: int = 64,
+def warm_up_on_texts(model: nn.Module, tok, texts: list[str], steps: int, batch_size: int = 32, seq_len: int = 64,
                      lr: float = 3e-3, seed: int = 0) -> list[float]:
     """Next-token training on the VLM data's texts alone (no images), as a stand-in for the pretrained LM
     the real recipe starts from: words used alike (colours, shapes) get related embeddings before any
@@ -66,7 +66,7 @@ def warm_up_on_texts(model: Llama, tok, texts: list[str], steps: int, batch_size
 
 def make_tiny_lm(out_dir: Path, texts: list[str], preset: str = "micro", vocab_size: int = 512,
                  seed: int = 0, init_std: float = 0.15, text_warmup_steps: int = 0, **overrides) -> Path:
-    """Train a byte-level BPE tokenizer on `texts` and save a random Llama of `preset` size with it.
+    """Train a byte-level BPE tokenizer on `texts` and save a random LM of `preset` (a registry preset) with it.
 
     `init_std` (about 1/sqrt(hidden) for the micro preset, not Llama's 0.02): with 0.02 the random
     attention is flat and the toy LM learns the answer format long before it learns to look at the
@@ -76,10 +76,10 @@ def make_tiny_lm(out_dir: Path, texts: list[str], preset: str = "micro", vocab_s
     torch.manual_seed(seed)
     overrides.setdefault("initializer_range", init_std)
     tok = train_bpe_tokenizer(texts, vocab_size=vocab_size)
-    cfg = dataclasses.replace(PRESETS[preset], vocab_size=len(tok), bos_token_id=tok.bos_token_id,
-                              eos_token_id=tok.convert_tokens_to_ids("<|end_of_text|>"),
-                              pad_token_id=tok.pad_token_id, **overrides)
-    model = Llama(cfg)
+    cfg = registry.preset(preset, vocab_size=len(tok), bos_token_id=tok.bos_token_id,
+                          eos_token_id=tok.convert_tokens_to_ids("<|end_of_text|>"),
+                          pad_token_id=tok.pad_token_id, **overrides)
+    model = registry.build_model(cfg)
     if text_warmup_steps:
         losses = warm_up_on_texts(model, tok, texts, text_warmup_steps, seed=seed)
         log.info("toy LM warmed up on the VLM texts: %d steps, loss %.3f -> %.3f", text_warmup_steps,

@@ -150,3 +150,25 @@ def test_static_decode_keeps_finished_rows_until_half_are_done(gen: InfirGenerat
     assert [c.token_ids for c in s] == [c.token_ids for c in d]
     assert [len(c.token_ids) for c in s] == [2 + 2 * i for i in range(len(prompts))]
     assert static._compact(5, 8) is False and static._compact(4, 8) is True and dynamic._compact(7, 8) is True
+
+
+def test_embedded_prompts_prefill_from_their_embeddings(gen: InfirGenerator) -> None:
+    """Prompts that carry input embeddings (the VLM's prefix) batch with plain ones; embeddings equal to the token
+    embeddings give the plain prompt's tokens, other embeddings change the answer; static decoding agrees."""
+    import torch
+
+    from infir.generation.engine import EmbeddedPrompt
+
+    params = SamplingParams(max_new_tokens=8)
+    ids = [gen.tokenizer.encode(p) for p in PROMPTS]
+    plain = gen.generate(ids, params)
+    with torch.no_grad():
+        same = [EmbeddedPrompt(x, gen.model.embed_tokens(torch.tensor(x))) for x in ids]
+        other = EmbeddedPrompt(ids[0], gen.model.embed_tokens(torch.tensor(ids[0])) + 0.5)
+    mixed = gen.generate([same[0], ids[1], same[2], ids[3], other], params)
+    assert [c.token_ids for c in mixed[:4]] == [c.token_ids for c in plain]
+    assert mixed[4].token_ids != plain[0].token_ids and mixed[4].prompt_tokens == len(ids[0])
+    static = InfirGenerator(gen.model, gen.tokenizer, eos_ids=gen.eos_ids, decode="static")
+    assert [c.token_ids for c in static.generate([*same, other], params)] == [c.token_ids for c in [*plain, mixed[4]]]
+    with pytest.raises(ValueError, match="one row per prompt token"):
+        EmbeddedPrompt(ids[0], torch.zeros(len(ids[0]) + 1, 4))

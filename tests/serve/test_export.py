@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from infir.model.hf_io import load_model
-from infir.model.llama import rope_inv_freq
-from infir.serve.export import export_gguf, export_hf, llama_cpp_permute
+from infir.model.llama import llama_cpp_permute, rope_inv_freq
+from infir.serve.export import export_gguf, export_hf
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,6 +66,7 @@ def test_gguf_export_reads_back(tiny_model_dir, tmp_path, quant):
     assert types[tok.convert_tokens_to_ids("a")] == gguf.TokenType.NORMAL
     assert len(_field(reader, "tokenizer.ggml.merges")) > 0
     assert _field(reader, "tokenizer.ggml.bos_token_id") == tok.bos_token_id
+    assert _field(reader, "tokenizer.ggml.add_bos_token") is True
     assert _field(reader, "tokenizer.ggml.eot_token_id") == tok.convert_tokens_to_ids("<|eot_id|>")
     assert "<|start_header_id|>" in _field(reader, "tokenizer.chat_template")
 

@@ -146,7 +146,11 @@ def test_openai_client_raises_typed_errors(client):
 def test_full_queue_answers_429_then_recovers(tiny_model_dir):
     config = ServerConfig(model_name="tiny", max_batch_size=1, max_queue=1, batch_window_ms=0)
     with BackgroundServer(tiny_model_dir, config=config) as s:
-        body = {"model": "tiny", "prompt": "Hello", "max_tokens": 400, "temperature": 0}
+        # a prompt the random model answers at full length (no end token within 400): requests overlap
+        gen, long = s.app.state.serving.generator, SamplingParams(max_new_tokens=400)
+        prompt = next(p for p in ("Hello", "The quick brown fox", "What is 12 plus 30?", "def add(a, b):")
+                      if gen.generate([p], long)[0].finish_reason == "length")
+        body = {"model": "tiny", "prompt": prompt, "max_tokens": 400, "temperature": 0}
         barrier = threading.Barrier(5)
 
         def post(_: int) -> int:

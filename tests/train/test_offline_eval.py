@@ -35,7 +35,7 @@ def test_evaluator_filters_with_reference_model_and_normalises_choices(tmp_path,
     tok = load_tokenizer(tokenizer_dir)
     torch.manual_seed(0)
     reference = Llama(PRESETS["micro"]).eval()
-    save_model(reference, tmp_path / "ref")
+    save_model(reference, tmp_path / "ref", tokenizer=tok)  # a reference scores with its own tokenizer
     texts = make_texts(10, 7)
     (tmp_path / "web.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     mc = [{"prompt": "the cat", "options": [" sat", " ran to the park", " two"], "answer_index": 1}]
@@ -46,7 +46,8 @@ def test_evaluator_filters_with_reference_model_and_normalises_choices(tmp_path,
 
     with torch.no_grad():
         ids = [[tok.bos_token_id, *tok(t, add_special_tokens=False)["input_ids"]] for t in texts]
-        ref_nll = [_nll_per_token(reference, x) for x in ids]
+        # ranked by NLL per UTF-8 byte of the text (references may tokenize differently)
+        ref_nll = [_nll_per_token(reference, x) * (len(x) - 1) / len(t.encode()) for x, t in zip(ids, texts, strict=True)]
         worst = sorted(range(10), key=lambda i: -ref_nll[i])[:2]
         assert [w[1] for w in ev.web] == [x for i, x in enumerate(ids) if i not in worst]
         assert json.loads((tmp_path / "eval" / "web_val_selection.json").read_text())["kept"] == 8

@@ -206,3 +206,62 @@ def test_toy_lm_text_warmup_learns_the_texts_and_groups_words_used_alike(tmp_pat
     cold = make_tiny_lm(tmp_path / "cold", texts, vocab_size=600, num_hidden_layers=1)
     warm = make_tiny_lm(tmp_path / "warm", texts, vocab_size=600, num_hidden_layers=1, text_warmup_steps=150)
     assert colour_similarity(warm) > colour_similarity(cold) + 0.2
+
+
+def _greedy_without_cache(model, tokenizer, encoder, cache, sample, max_new_tokens, stop_ids):
+    """Greedy decoding by its definition: a full forward over prompt embeddings (image features spliced in) plus
+    the generated tokens' embeddings at every step, no KV cache, no batching: what the VLM's own loop computed."""
+    from infir.vlm.processor import sample_images
+
+    ids = torch.tensor([encoder.encode(sample, add_generation_prompt=True)["input_ids"]])
+    embeds = model.embed(ids, cache.stack(sample_images(sample)))
+    out = []
+    for _ in range(max_new_tokens):
+        token = int(model.lm(None, inputs_embeds=embeds)[0, -1].argmax())
+        if token in stop_ids:
+            return tokenizer.decode(out, skip_special_tokens=True), True
+        out.append(token)
+        embeds = torch.cat([embeds, model.lm.embed_tokens(torch.tensor([[token]]))], dim=1)
+    return tokenizer.decode(out, skip_special_tokens=True), False
+
+
+def test_grounding_eval_decodes_through_the_engine_with_the_same_results(tiny_vlm, tiny_tokenizer, images,
+                                                                         monkeypatch):
+    """The VLM has no decode loop of its own: `generate` hands embedded prompts to infir's engine (batched, KV
+    cache, EOS ids), and the grounding answers and scores equal greedy decoding by definition."""
+    from collections import Counter
+
+    from infir.generation.engine import InfirGenerator
+    from infir.vlm.evaluate import grounding_prompt_sample, score_grounding
+
+    model = tiny_vlm.eval()
+    with torch.no_grad():  # wider weights than the init: answers that differ per image and instruction
+        for p in model.lm.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.3)
+    tok, enc, cache = tiny_tokenizer, None, ImageCache(model.preprocessing)
+    enc = ConversationEncoder(tok, model.image_token_id, model.num_image_tokens)
+    records = [{"image": images[i % 3], "instruction": text, "bbox": [100 * i, 0, 100 * i + 400, 1000],
+                "platform": "web", "data_type": "text"}
+               for i, text in enumerate(["Click the red circle.", "Describe the screen.", "A mobile screen",
+                                         "Click Save", "Click the blue square."])]
+    samples = [grounding_prompt_sample(r) for r in records]
+    stop = {tok.convert_tokens_to_ids("<|eot_id|>"), tok.convert_tokens_to_ids("<|end_of_text|>")}
+    with torch.no_grad():  # make end-of-turn compete with the most frequent answer token: EOS at varied steps
+        free = [_greedy_without_cache(model, tok, enc, cache, s, 10, stop)[0] for s in samples]
+        common = Counter(t for text in free for t in tok.encode(text, add_special_tokens=False)).most_common(1)[0][0]
+        head = model.lm.lm_head.weight
+        head[tok.convert_tokens_to_ids("<|eot_id|>")] = head[common] + 0.3 * torch.randn(head.shape[1])
+        expected, ended = zip(*(_greedy_without_cache(model, tok, enc, cache, s, 10, stop) for s in samples),
+                              strict=True)
+    expected = list(expected)
+    assert len(set(expected)) > 2 and any(ended) and not all(ended)  # some stop at EOS, some at max tokens
+    batches = []
+    original = InfirGenerator._generate_batch
+    monkeypatch.setattr(InfirGenerator, "_generate_batch",
+                        lambda self, *a, **k: batches.append(len(a[0])) or original(self, *a, **k))
+    got = generate(model, tok, enc, cache, samples, max_new_tokens=10, batch_size=2)
+    assert batches == [2, 2, 1]  # every answer came from the engine, in batches of two
+    assert got == expected
+    assert score_grounding(records, got) == score_grounding(records, expected)
+    assert stop <= InfirGenerator(model.lm, tok).eos_ids
