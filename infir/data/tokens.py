@@ -42,12 +42,18 @@ def _special_id(tokenizer: Any, name: str) -> int | None:
 
 
 def document_end_id(tokenizer: Any) -> int | None:
-    """The token that ends a plain document: Llama 3's `<|end_of_text|>` when present, else eos."""
-    if hasattr(tokenizer, "convert_tokens_to_ids") and hasattr(tokenizer, "get_vocab"):
-        if "<|end_of_text|>" in tokenizer.get_vocab():
-            return int(tokenizer.convert_tokens_to_ids("<|end_of_text|>"))
-    elif hasattr(tokenizer, "token_to_id") and tokenizer.token_to_id("<|end_of_text|>") is not None:
-        return int(tokenizer.token_to_id("<|end_of_text|>"))
+    """The token that ends a plain document: the tokenizer family's end of text (Llama 3's `<|end_of_text|>`,
+    Qwen2's `<|endoftext|>`: the model registry knows them; never an end-of-turn such as `<|im_end|>`), else eos."""
+    from infir.model.registry import ARCHITECTURES, special_ids
+
+    if hasattr(tokenizer, "get_vocab") and hasattr(tokenizer, "convert_tokens_to_ids"):
+        end = special_ids(tokenizer)["end_of_text"]
+        if end is not None:
+            return int(end)
+    elif hasattr(tokenizer, "token_to_id"):  # a bare `tokenizers.Tokenizer`
+        for arch in ARCHITECTURES.values():
+            if tokenizer.token_to_id(arch.end_of_text) is not None:
+                return int(tokenizer.token_to_id(arch.end_of_text))
     return _special_id(tokenizer, "eos")
 
 

@@ -191,3 +191,19 @@ def test_shuffled_loader_reads_every_window_once_per_epoch_across_shards(token_d
     with pytest.raises(ValueError, match="shuffle"):  # written before shuffling existed: stream order
         loader.load_state_dict(old_checkpoint)
     plain.load_state_dict(old_checkpoint)
+
+
+def test_documents_end_with_the_familys_end_of_text_not_an_end_of_turn() -> None:
+    """Regression: a Qwen2.5-Instruct-style tokenizer (eos = <|im_end|>) ended pretraining documents with the
+    end-of-turn token; documents end with the family's end of text (<|endoftext|>) as the registry says."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from infir.data.tokens import document_end_id
+
+    raw = Tokenizer(models.WordLevel({"a": 0, "b": 1, "[UNK]": 2}, unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]")
+    tok.add_special_tokens({"additional_special_tokens": ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]})
+    tok.eos_token = "<|im_end|>"
+    assert document_end_id(tok) == tok.convert_tokens_to_ids("<|endoftext|>") != tok.eos_token_id
