@@ -175,7 +175,6 @@ LANGUAGE_RULES: dict[str, tuple[Rule, ...]] = {
     "java": (java_has_type, java_import_fraction),
     "c": (c_preprocessor_fraction, c_has_code),
 }
-PYTHON_RULES = LANGUAGE_RULES["python"]
 ALL_RULES = {r.__name__: r for r in GENERAL_RULES + tuple(r for rs in LANGUAGE_RULES.values() for r in rs)}
 
 

@@ -357,7 +357,6 @@ def math_colon(doc: Doc) -> str | None:
     return "math_ends_with_colon" if doc.text.rstrip().endswith((":", "：")) else None
 
 
-FINEWEB_ORDER = ("gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality")
 
 
 def fineweb_filters(text: str) -> tuple[str | None, str]:

@@ -6,15 +6,14 @@ its recall on them (the fraction scoring above the threshold) and how much of th
 
 from __future__ import annotations
 
-import json
 import random
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from infir.data.config import CurateConfig, InputSpec, RecallConfig
+from infir.data.config import RecallConfig
 from infir.data.readers import read_path
 from infir.data.records import Record
 from infir.utils.io import atomic_write_json
@@ -87,16 +86,6 @@ def seed_texts(paths: list[Path], max_chars: int) -> list[str]:
         for f in files:
             out += [item.text for item in read_path(f, max_chars) if isinstance(item, Record)]
     return out
-
-
-def pool_texts(files: Iterable[tuple[Path, InputSpec | None, Path | None]], cfg: CurateConfig) -> Iterator[str]:
-    """Texts of the corpus records recall scores (those of recall.domains), in corpus order."""
-    domains = set(cfg.recall.domains)
-    for path, spec, root in files:
-        spec = spec or InputSpec(path=str(path))
-        for item in read_path(Path(path), cfg.max_doc_chars, root, spec, cfg.default_domain):
-            if isinstance(item, Record) and item.domain in domains:
-                yield item.text
 
 
 def reservoir(items: Iterable[str], k: int, seed: int) -> tuple[list[str], int]:
@@ -210,7 +199,3 @@ class RecallScorer:
         probs = np.stack([positive_prob(self.models[d], texts) for d in names])
         top = probs.argmax(axis=0)
         return [(names[j], float(probs[j, i])) for i, j in enumerate(top.tolist())]
-
-
-def load_stats(out_dir: Path) -> dict:
-    return json.loads((Path(out_dir) / "recall_stats.json").read_text())

@@ -38,7 +38,6 @@ START_HEADER = "<|start_header_id|>"
 END_HEADER = "<|end_header_id|>"
 EOT = "<|eot_id|>"
 
-ROLES = ("system", "user", "assistant", "tool", "ipython")
 
 # Jinja: '\n' inside a Jinja string literal is a newline, so this source keeps the escapes.
 LLAMA3_CHAT_TEMPLATE = (
@@ -93,7 +92,6 @@ def render_chat(messages: Sequence[Mapping], add_generation_prompt: bool = False
     if add_generation_prompt:
         parts.append(header("assistant"))
     return "".join(parts)
-
 
 
 def render_chatml(messages: Sequence[Mapping], add_generation_prompt: bool = False) -> str:

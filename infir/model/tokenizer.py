@@ -38,7 +38,6 @@ LLAMA3_SPLIT_PATTERN = (
 )
 
 BOS_TOKEN = "<|begin_of_text|>"
-END_OF_TEXT_TOKEN = "<|end_of_text|>"
 EOT_TOKEN = "<|eot_id|>"
 PAD_TOKEN = "<|finetune_right_pad_id|>"
 

@@ -84,7 +84,6 @@ class CheckpointConfig(_Part):
     keep: int = Field(3, ge=1, description="Checkpoints kept (the newest).")
 
 
-PARTS = ("optimizer", "schedule", "runtime", "logging", "checkpoint")
 # Settings that lived at the top of a stage before the parts existed: old name -> new place.
 MOVED = {
     "lr": "optimizer.lr", "weight_decay": "optimizer.weight_decay", "betas": "optimizer.betas",
@@ -211,6 +210,3 @@ class TrainConfig(Composed):
         if self.max_steps is not None:
             return self.max_steps
         return max(1, int(self.max_tokens) // (self.global_batch_size * self.seq_len))
-
-    def tokens_per_step(self) -> int:
-        return self.global_batch_size * self.seq_len

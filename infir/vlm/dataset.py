@@ -61,7 +61,3 @@ def encode_samples(samples: list[dict], encoder: ConversationEncoder) -> tuple[l
     if bad:
         log.warning("%d samples could not be encoded (first: %s)", len(bad), bad[0]["reason"])
     return examples, bad
-
-
-def with_pixels(examples: list[dict], cache: ImageCache) -> list[dict]:
-    return [{**e, "pixel_values": cache.stack(e["images"])} for e in examples]

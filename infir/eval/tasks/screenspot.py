@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 Convention = Literal["auto", "pixel", "1000", "unit"]
 PLATFORMS = ("mobile", "desktop", "web")
-TYPES = ("text", "icon")
 
 
 def parse_click(text: str) -> tuple[float, float] | None:

@@ -33,10 +33,6 @@ def normalize_box(box: Sequence[float], width: float, height: float, xywh: bool 
     return normalize_point(x1, y1, width, height) + normalize_point(x2, y2, width, height)
 
 
-def box_center(box: Sequence[float]) -> list[int]:
-    return [round((box[0] + box[2]) / 2), round((box[1] + box[3]) / 2)]
-
-
 def point_in_box(point: Sequence[float], box: Sequence[float]) -> bool:
     return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
 
