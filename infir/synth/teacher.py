@@ -240,3 +240,23 @@ async def open_teacher(spec: str, cfg: TeacherConfig, cache_path: Path | None) -
     if not path.is_dir():
         raise TeacherError(f"teacher {spec!r} is neither an http(s) URL nor a model folder")
     return LocalTeacher(path, cfg, cache)
+
+
+def probe(url: str, timeout_s: float = 5.0) -> str | None:
+    """None when an OpenAI-compatible URL answers at all (any HTTP status), else why not (refused, timed out).
+
+    Run before expensive work so that a teacher nobody started is reported at once, not after hours of training.
+    """
+    import httpx
+
+    base = url.rstrip("/")
+    base = base if base.endswith("/v1") else base + "/v1"
+    try:
+        httpx.get(f"{base}/models", timeout=timeout_s)
+    except httpx.ConnectError as e:
+        return f"{url} refuses connections ({e})"
+    except httpx.TimeoutException:
+        return f"{url} did not answer within {timeout_s:.0f} s"
+    except httpx.HTTPError as e:
+        return f"{url}: {type(e).__name__}: {e}"
+    return None
