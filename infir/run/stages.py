@@ -527,7 +527,12 @@ def run_sft_stage(ctx: StageContext) -> dict[str, Any]:
     data = sft_inputs(ctx)
     _require_data("sft", data, ctx.recipe.sft.sources)
     base = ctx.model_dir(model_stage(ctx.recipe, "sft"))
-    return run_sft(ctx.recipe.sft, base_model=base, data=data, output=ctx.stage_dir("sft"))
+    try:
+        return run_sft(ctx.recipe.sft, base_model=base, data=data, output=ctx.stage_dir("sft"))
+    except ValueError as e:
+        if str(e).startswith("SFT: no usable"):
+            raise StageFailed(f"sft: {e}") from e
+        raise
 
 
 # --------------------------------------------------------------------------- long CoT (paper App. D)
@@ -604,7 +609,12 @@ def run_long_cot_stage(ctx: StageContext) -> dict[str, Any]:
                          "long_cot.sources")
     _require_data("long_cot", data, cfg.sources)
     base = ctx.model_dir(model_stage(ctx.recipe, "long_cot"))
-    return run_sft(cfg, base_model=base, data=data, output=ctx.stage_dir("long_cot"))
+    try:
+        return run_sft(cfg, base_model=base, data=data, output=ctx.stage_dir("long_cot"))
+    except ValueError as e:
+        if str(e).startswith("SFT: no usable"):
+            raise StageFailed(f"long_cot: {e}") from e
+        raise
 
 
 # --------------------------------------------------------------------------- eval (Tables 1, 2, 6)

@@ -112,3 +112,8 @@ def test_random_guesses_are_reported_beside_the_accuracy(tmp_path) -> None:
     assert metrics["accuracy"] == metrics["random_guess_correct"] / 20 and metrics["accuracy_random_guesses_wrong"] == 0
     again = task.aggregate([task.grade(s, ["hmm"]) for s in reversed(samples)])  # order does not change a pick
     assert again["random_guess_correct"] == metrics["random_guess_correct"]
+
+
+def test_the_text_runner_refuses_mmmu_instead_of_dropping_its_images(tmp_path) -> None:
+    with pytest.raises(ValueError, match="image task"):
+        get_task("mmmu", "chat").load(tmp_path, "chat", None)

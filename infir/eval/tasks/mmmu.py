@@ -381,7 +381,9 @@ def load_samples(data_dir: Path | None, limit: int | None = None, split: str = "
 
 
 def load(data_dir: Path | None, mode: Mode, limit: int | None) -> list[Sample]:
-    return load_samples(data_dir, limit)[0]
+    """Refused: the text runner has no image path, and MMMU without its images is not MMMU."""
+    raise ValueError("mmmu is an image task: evaluate it on an InfiR-VL model (the eval_vl stage of `infir run`, "
+                     "or infir.vlm.bench.run_mmmu); its rows load with infir.eval.tasks.mmmu.load_samples")
 
 
 def grade(sample: Sample, completions: list[str]) -> dict[str, Any]:
