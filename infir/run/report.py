@@ -2,7 +2,8 @@
 
 It reads what the stages left behind (manifest, curate stats, metrics.jsonl, eval summary), so it
 can be rebuilt at any time with `write_report(run_dir, manifest)`. Each stage declares its report section
-(`StageSpec.report`); `SECTIONS` renders each kind.
+(`StageSpec.report`); `SECTIONS` renders each kind. The evaluation stages render the paper's Tables 1, 2, 6 and 3
+in its layout (infir.run.paper_tables: published numbers only beside same-protocol results, stand-ins labelled).
 """
 
 from __future__ import annotations
@@ -445,14 +446,24 @@ def build_markdown(run_dir: Path, manifest: dict[str, Any], stages: list[Any] | 
     return "\n".join(md)
 
 
+def _inline(text: str) -> str:
+    """Escape, then render the inline marks this module writes: **bold** and `code`."""
+    import re
+
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+
+
 def _md_to_html(md: str, title: str) -> str:
-    """A tiny renderer for the Markdown this module writes (headings, tables, images, paragraphs)."""
+    """A tiny renderer for the Markdown this module writes (headings, tables, images, lists, paragraphs)."""
     body, in_table = [], False
     for line in md.splitlines():
         if line.startswith("|"):
-            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= set("-"):
+            raw = [c.strip() for c in line.strip("|").split("|")]
+            if set("".join(raw)) <= set("-"):
                 continue
+            cells = [_inline(c) for c in raw]
             tag = "th" if not in_table else "td"
             body.append(("<table>" if not in_table else "") + "<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
             in_table = True
@@ -464,11 +475,15 @@ def _md_to_html(md: str, title: str) -> str:
             body.append(f"<h1>{html.escape(line[2:])}</h1>")
         elif line.startswith("## "):
             body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("### "):
+            body.append(f"<h3>{html.escape(line[4:])}</h3>")
         elif line.startswith("!["):
             alt, src = line[2:].split("](", 1)
             body.append(f'<img alt="{html.escape(alt)}" src="{html.escape(src.rstrip(")"))}">')
+        elif line.startswith("- "):
+            body.append(f"<li>{_inline(line[2:])}</li>")
         elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
+            body.append(f"<p>{_inline(line)}</p>")
     if in_table:
         body.append("</table>")
     style = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}"

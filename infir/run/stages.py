@@ -5,6 +5,11 @@ of the latest model-producing stage it names), whether it produces a model (`<st
 which section of the report shows it, and which function runs it — a thin adapter onto one room's public
 function. A stage writes only into its own folder (`runs/<name>/<stage>/`); the dict it returns is its summary
 in the manifest and the report. A new stage is its recipe section (`infir.run.recipe.Recipe`) plus one spec.
+
+The paper in order: corpus → curate → tokenizer → pretrain → anneal → eval_base (Table 1) → synth → sft_data → sft
+→ eval (Table 2) → long_cot_data → long_cot → eval_long_cot (Table 6) → vlm → eval_vl (Table 3) → export.
+Before any work the runner calls each spec's `check` (inputs exist, a teacher URL answers, known tasks); a stage
+that cannot finish for a reason the user must act on raises `StageFailed` (exit code 1, the message, no traceback).
 """
 
 from __future__ import annotations
@@ -447,6 +452,8 @@ def run_sft_data_stage(ctx: StageContext) -> dict[str, Any]:
     stage's records, low quality dropped, diversity-sampled (infir.synth.sets)."""
     from infir.eval.tasks import get_task
     from infir.synth.sets import build_sft_mixture
+    from infir.synth.stage import StepIncomplete
+    from infir.synth.teacher import TeacherError
 
     cfg = ctx.recipe.sft_data
     out = ctx.stage_dir("sft_data")
@@ -469,10 +476,8 @@ def run_sft_data_stage(ctx: StageContext) -> dict[str, Any]:
         assert judge is not None
         try:
             stats = build_sft_mixture(sets, judge, cfg, out, synth)
-        except Exception as e:  # a judge that went away mid-run, a step that could not finish
-            if type(e).__name__ in ("TeacherError", "StepIncomplete"):
-                raise StageFailed(f"sft_data: {e}") from e
-            raise
+        except (TeacherError, StepIncomplete) as e:  # a judge that went away mid-run: resumable, say so
+            raise StageFailed(f"sft_data: {e}") from e
     if stats["selected"] == 0:
         raise StageFailed(f"sft_data: no conversation was selected, so there is nothing to train on (pool "
                           f"{stats['pool']}; the judge rejected {stats['label'].get('rejected_by_reason') or 'none'})")
@@ -559,6 +564,8 @@ def run_long_cot_data_stage(ctx: StageContext) -> dict[str, Any]:
     model, domain, trace length (infir.synth.long_cot)."""
     from infir.synth.long_cot import build_long_cot_pool
     from infir.synth.seeds import read_seeds
+    from infir.synth.stage import StepIncomplete
+    from infir.synth.teacher import TeacherError
 
     cfg = ctx.recipe.long_cot_data
     out = ctx.stage_dir("long_cot_data")
@@ -582,10 +589,8 @@ def run_long_cot_data_stage(ctx: StageContext) -> dict[str, Any]:
                  "judge": endpoints.resolve(cfg.judge.source, "long_cot_data.judge") if cfg.judge else None}
         try:
             stats = build_long_cot_pool(cfg, pool, seeds, specs, out)
-        except Exception as e:
-            if type(e).__name__ in ("TeacherError", "StepIncomplete"):
-                raise StageFailed(f"long_cot_data: {e}") from e
-            raise
+        except (TeacherError, StepIncomplete) as e:
+            raise StageFailed(f"long_cot_data: {e}") from e
     if stats["records"] == 0:
         rejected = (stats.get("distil") or {}).get("rejected_by_reason") or {}
         raise StageFailed(f"long_cot_data: no trace is left to train on (pool files {len(pool)}, quarantined "

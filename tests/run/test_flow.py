@@ -162,6 +162,7 @@ def test_report_shows_every_stage_with_numbers(finished_run) -> None:
     assert "llama-quantize" in md and "Q4_K_M" in md
     html = (run / "report.html").read_text()
     assert "<table>" in html and "loss_curves.png" in html and "curation_funnel.png" in html
+    assert "<h3>Table 3: " in html and "<b>small InfiR-VL</b>" in html
     assert (run / "report_assets" / "loss_curves.png").stat().st_size > 1000
     assert (run / "report_assets" / "vlm_loss_curves.png").stat().st_size > 1000
 
