@@ -267,11 +267,14 @@ def test_a_teacher_that_refuses_connections_stops_the_run_before_any_work(tmp_pa
     with pytest.raises(SystemExit) as e:
         run_recipe(recipe, runs_dir=tmp_path / "runs")
     assert e.value.code == 2 and not (tmp_path / "runs" / "small" / "corpus").exists()
-    recipe.write_text(yaml.safe_dump({"name": "r", "eval_base": {"tasks": ["nope"]}, **{
-        k: SMALL_RECIPE[k] for k in ("corpus", "curate", "tokenizer", "pretrain")}}))
-    with pytest.raises(SystemExit) as e:
-        run_recipe(recipe, runs_dir=tmp_path / "runs")
-    assert e.value.code == 2 and not (tmp_path / "runs" / "r" / "corpus").exists()
+    for bad in ({"eval_base": {"tasks": ["nope"]}},  # an unknown task
+                {"synth": {"teacher": {"source": "scripted"}, "seeds": ["missing/seeds.jsonl"]}},  # no such seeds
+                {"synth": {"teacher": {"source": str(tmp_path / "no-model")}, "embedded_seeds": 2}}):  # no folder
+        recipe.write_text(yaml.safe_dump({"name": "r", **bad, **{
+            k: SMALL_RECIPE[k] for k in ("corpus", "curate", "tokenizer", "pretrain")}}))
+        with pytest.raises(SystemExit) as e:
+            run_recipe(recipe, runs_dir=tmp_path / "runs")
+        assert e.value.code == 2 and not (tmp_path / "runs" / "r" / "corpus").exists(), bad
 
 
 def test_a_stage_with_no_records_stops_the_run_naming_the_rejections(tmp_path) -> None:
