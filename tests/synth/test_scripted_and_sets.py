@@ -112,3 +112,23 @@ def test_long_cot_labels_are_computed_and_drive_s1_selection(tmp_path, teacher_u
     chosen, counts = s1_select(convs, n=len(convs))
     assert counts["dropped_solved"] == stats["solved"]["True"] and len(chosen) == len(convs) - counts["dropped_solved"]
     assert all(c.labels["solved"] is not True for c in chosen)
+
+
+def test_loopback_teachers_bypass_a_proxy_from_the_environment(teacher_url, monkeypatch) -> None:
+    import asyncio
+
+    from infir.synth.config import TeacherConfig
+    from infir.synth.teacher import open_teacher, probe
+
+    for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens there
+    assert probe(teacher_url) is None
+
+    async def ask() -> str:
+        teacher = await open_teacher(teacher_url, TeacherConfig(max_retries=0), None)
+        try:
+            return await teacher.complete([{"role": "user", "content": "Hi"}])
+        finally:
+            await teacher.aclose()
+
+    assert asyncio.run(ask()) == "I cannot solve this problem."
