@@ -437,6 +437,8 @@ def build_markdown(run_dir: Path, manifest: dict[str, Any], stages: list[Any] | 
                       for n, s in done.items()]))
     total = sum(s.get("seconds", 0) for s in done.values())
     md += ["", f"Total stage time: {total:.1f} s.", ""]
+    md += [f"**Stage {n} failed:** {s.get('error')}" for n, s in done.items() if s.get("status") == "failed"]
+    md += [""] if any(s.get("status") == "failed" for s in done.values()) else []
     kinds: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for st in stages:
         if st.report is not None and st.name in done:

@@ -161,6 +161,9 @@ def run_recipe(recipe_path: str | Path, runs_dir: str | Path = "runs", from_stag
             manifest.record(spec.name, {"status": "failed", "config_hash": stage_hash, "error": str(e),
                                         "seconds": round(time.time() - t0, 2)})
             log.error(f"[{spec.name}] failed: {e}")
+            from infir.run.report import write_report
+
+            write_report(run_dir, manifest.data, stages)  # what ran, and why this stage stopped
             raise SystemExit(1) from None
         seconds = time.time() - t0
         manifest.record(spec.name, {"status": "done", "config_hash": stage_hash, "seconds": round(seconds, 2),

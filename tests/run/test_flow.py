@@ -290,3 +290,4 @@ def test_a_stage_with_no_records_stops_the_run_naming_the_rejections(tmp_path) -
     entry = read_json(tmp_path / "runs" / "norecords" / "manifest.json")["stages"]["synth"]
     assert e.value.code == 1 and entry["status"] == "failed"
     assert "synth: no record passed verification" in entry["error"] and "too_short 6" in entry["error"]
+    assert "**Stage synth failed:** synth: no record passed" in (tmp_path / "runs" / "norecords" / "report.md").read_text()
