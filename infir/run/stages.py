@@ -63,7 +63,7 @@ class StageSpec:
     """One stage of `infir run`.
 
     name: the stage's folder, and the recipe section that configures it (`section` when different).
-    always: runs whether or not the recipe has its section (the corpus).
+    A stage runs when the recipe has its section (the corpus section is there unless the recipe says `corpus: null`).
     reads: earlier stages whose folders it reads; MODEL = a model from an earlier stage (`model_from`).
     model_from: the stages whose model it takes, latest enabled first (empty: any model-producing stage).
     own_model: the field of its section that may name its starting model instead (then MODEL needs no stage).
@@ -76,7 +76,6 @@ class StageSpec:
     name: str
     run: Callable[[StageContext], dict[str, Any]]
     section: str | None = None
-    always: bool = False
     reads: tuple[str, ...] = ()
     model_from: tuple[str, ...] = ()
     own_model: str = "init_from"
@@ -89,7 +88,7 @@ class StageSpec:
         return self.section or self.name
 
     def enabled(self, recipe: Recipe) -> bool:
-        return self.always or getattr(recipe, self.recipe_section, None) is not None
+        return getattr(recipe, self.recipe_section, None) is not None
 
 
 def enabled_stages(recipe: Recipe) -> list[StageSpec]:
