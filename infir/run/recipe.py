@@ -15,9 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from infir.data.builtin_corpus import BuiltinCorpusConfig
 from infir.data.config import CurateConfig, InputSpec
+from infir.serve.config import ExportConfig
 from infir.sft.config import SFTConfig
+from infir.synth.config import LongCoTDataStage, SFTDataStage, SynthStage
 from infir.train.config import TrainConfig
 from infir.utils.config import ConfigError, apply_overrides, deep_merge, read_yaml, validate
+from infir.vlm.config import VLMConfig
 
 
 class CorpusStage(BaseModel):
@@ -61,21 +64,71 @@ class EvalStage(BaseModel):
     real_data_tasks: list[str] = Field(default_factory=lambda: ["humaneval"])
 
 
+class BaseEvalStage(EvalStage):
+    """The base model's few-shot evaluation (paper Table 1)."""
+
+    tasks: list[str] = Field(default_factory=lambda: ["gsm8k"])
+    mode: str = Field("base", pattern="^base$")
+
+
+class LongCoTEvalStage(EvalStage):
+    """The long-CoT model's zero-shot evaluation (paper Table 6): long generations."""
+
+    tasks: list[str] = Field(default_factory=lambda: ["gsm8k"])
+    max_new_tokens: int = 4096
+    mode: str = Field("chat", pattern="^chat$")
+    real_data_tasks: list[str] = Field(default_factory=lambda: ["aime24", "math500", "amc23", "gpqa",
+                                                                "olympiadbench"])
+
+
+class VLEvalStage(BaseModel):
+    """The VLM's evaluation (paper Table 3): MMMU through the VLM, ScreenSpot from the vlm stage's grounding eval,
+    AndroidWorld listed (it needs an Android emulator)."""
+
+    model_config = ConfigDict(extra="forbid")
+    # MMMU rows (a file or folder in the release format); default: DATA_DIR/mmmu with --data-dir, else the
+    # stand-in questions about the VLM's held-out toy screens.
+    mmmu_rows: Path | None = None
+    mmmu_images: list[Path] = Field(default_factory=list)  # folders searched for the rows' image paths first
+    mmmu_split: str = "validation"
+    limit: int | None = None
+    standin_questions: int = Field(40, ge=1)
+    max_new_tokens: int = Field(32, ge=1)
+    batch_size: int = Field(16, ge=1)
+    device: str = "auto"
+
+
+class ExportStage(ExportConfig):
+    """Export for the edge: HF and GGUF files of a text model of the run (README: llama.cpp, llama-quantize)."""
+
+    model: str | None = None  # the stage whose model is exported (default: the latest text model before export)
+
+
 class Recipe(BaseModel):
+    """The whole paper is one recipe: each section switches its stage on (infir.run.stages.STAGES, in order)."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9._-]+$")
     seed: int = 0
     # Folders of the user's own eval task files (infir.eval.tasks): evaluated, decontaminated against, ...
     tasks_dirs: list[Path] = Field(default_factory=list)
-    corpus: CorpusStage = Field(default_factory=CorpusStage)
+    corpus: CorpusStage | None = Field(default_factory=CorpusStage)  # null: no corpus (e.g. a VLM-only recipe)
     curate: CurateConfig | None = None
     tokenizer: TokenizerStage | None = None
     pretrain: TrainConfig | None = None
     anneal: TrainConfig | None = None
+    eval_base: BaseEvalStage | None = None  # Table 1: the base model, few-shot
+    synth: SynthStage | None = None  # SFT data synthesis: seeds -> evolve -> teacher -> reject -> label
+    sft_data: SFTDataStage | None = None  # synthesised + open-source sets, judged and diversity-sampled
     sft: SFTConfig | None = None
-    long_cot: SFTConfig | None = None  # long-CoT SFT from the instruct model; data in its `sources`
-    eval: EvalStage | None = None
+    eval: EvalStage | None = None  # Table 2 (mode chat: the instruct model, zero-shot)
+    long_cot_data: LongCoTDataStage | None = None  # long traces + solved / domain / length labels for s1
+    long_cot: SFTConfig | None = None  # long-CoT SFT from the instruct model; data: long_cot_data, `sources`
+    eval_long_cot: LongCoTEvalStage | None = None  # Table 6
+    vlm: VLMConfig | None = None  # InfiR-VL stages 1-3 on the base model (or vlm.lm)
+    eval_vl: VLEvalStage | None = None  # Table 3
+    export: ExportStage | None = None  # HF + GGUF for the edge
 
     def stage_config(self, stage: str) -> dict[str, Any]:
         value = getattr(self, stage, None)

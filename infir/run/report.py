@@ -2,7 +2,8 @@
 
 It reads what the stages left behind (manifest, curate stats, metrics.jsonl, eval summary), so it
 can be rebuilt at any time with `write_report(run_dir, manifest)`. Each stage declares its report section
-(`StageSpec.report`); `SECTIONS` renders each kind.
+(`StageSpec.report`); `SECTIONS` renders each kind. The evaluation stages render the paper's Tables 1, 2, 6 and 3
+in its layout (infir.run.paper_tables: published numbers only beside same-protocol results, stand-ins labelled).
 """
 
 from __future__ import annotations
@@ -201,25 +202,253 @@ def training_section(run_dir: Path, entries: list[tuple[str, dict[str, Any]]]) -
     return md
 
 
+# What stood in for a benchmark in the embedded run (no --data-dir): the eval room reads these files in the
+# benchmark's own layout, but they are not the benchmark.
+STAND_INS = {"gsm8k": "the embedded held-out word problems in GSM8K's format, not GSM8K",
+             "nll": "held-out text of the embedded corpus"}
+TOY_NOTE = ("Toy scale: a tiny model evaluated on stand-ins. These numbers show that the flow runs end to end; "
+            "they are not comparable with the paper's.")
+
+
+def _eval_tasks(summary: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """(task -> metrics, protocol, not run) of an eval stage's summary (older runs: the summary is the tasks)."""
+    if "tasks" in summary and isinstance(summary.get("protocol"), dict):
+        return summary["tasks"], summary["protocol"], summary.get("not_run") or {}
+    return {k: v for k, v in summary.items() if isinstance(v, dict)}, {}, {}
+
+
+def _eval_results(summary: dict[str, Any], table: Any) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """This run's cells for a paper table's columns, plus stand-in columns the paper's table has no place for."""
+    from infir.run.paper_tables import Result
+
+    tasks, protocol, not_run = _eval_tasks(summary)
+    real = protocol.get("data") == "real"
+    shots = protocol.get("shots") or {}
+    mode = protocol.get("mode", "chat")
+    placed: set[str] = set()
+    ours: dict[str, Any] = {}
+
+    def result(task: str, metric: str) -> Any:
+        metrics = tasks[task]
+        stand_in = None if real else STAND_INS.get(task, "embedded data in the benchmark's layout")
+        return Result(value=metrics.get(metric), n=int(metrics.get("n", 0)), mode=mode, shots=shots.get(task, 0),
+                      metric=metric, real_data=real, stand_in=stand_in)
+
+    for col in table.columns:
+        if col.task in tasks:
+            ours[col.header] = result(col.task, col.metric)
+            placed.add(col.task)
+        elif col.task in not_run:
+            ours[col.header] = Result(value=None, not_run=f"not run: {not_run[col.task]}")
+    extra = []
+    for task, metrics in tasks.items():
+        if task in placed or task == "nll" or not isinstance(metrics, dict):
+            continue
+        metric = next((m for m in ("accuracy", "pass@1") if m in metrics), None)
+        if metric is not None and not real:
+            extra.append((f"{task} (stand-in: {STAND_INS.get(task, 'embedded data')})", result(task, metric)))
+    return ours, extra
+
+
+def _raw_metrics(summary: dict[str, Any]) -> list[str]:
+    tasks, protocol, not_run = _eval_tasks(summary)
+    rows = [[task, k, _fmt(v)] for task, metrics in tasks.items() if isinstance(metrics, dict)
+            for k, v in metrics.items() if isinstance(v, (int, float))]
+    md = ["All metrics of this stage:", "", _table(["task", "metric", "value"], rows), ""]
+    if protocol:
+        md += [f"Protocol: mode {protocol.get('mode')}, limit {protocol.get('limit')}, max new tokens "
+               f"{protocol.get('max_new_tokens')}, shots {protocol.get('shots')}, data: "
+               f"{'real benchmarks under ' + str(protocol.get('data_dir')) if protocol.get('data') == 'real' else 'embedded stand-ins'}.", ""]
+    md += [f"Not run: {task}: {why}." for task, why in not_run.items()]
+    return md + ([""] if not_run else [])
+
+
+def _paper_table_section(number: int, heading: str | None) -> Any:
+    def render_section(run_dir: Path, entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+        from infir.run.paper_tables import TABLES, render
+
+        md: list[str] = []
+        for name, entry in entries:
+            summary = entry.get("summary") or {}
+            if not summary:
+                continue
+            _, protocol, _ = _eval_tasks(summary)
+            table = TABLES[number]
+            if number in (1, 2) and protocol.get("mode"):
+                table = TABLES[1 if protocol["mode"] == "base" else 2]
+            ours, extra = _eval_results(summary, table)
+            title = heading or ("Base model, few-shot (Table 1)" if table.number == 1 else
+                                "Instruct model, zero-shot (Table 2)")
+            md += [f"## {title} ({name})", ""]
+            if protocol.get("data") != "real":
+                md += [TOY_NOTE, ""]
+            label = f"{run_dir.name} {summary.get('model_stage', name)} model"
+            md += render(table, ours, label, extra)
+            md += _raw_metrics(summary)
+        return md
+
+    return render_section
+
+
 def evaluation_section(run_dir: Path, entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The `eval` stage: Table 2 in the paper's layout in chat mode (Table 1 in base mode), then every metric."""
+    return _paper_table_section(2, None)(run_dir, entries)
+
+
+def synthesis_section(run_dir: Path, entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The data stages: synthesis (rejections by step and reason), the judged SFT mixture, the long-CoT labels."""
     md: list[str] = []
     for name, entry in entries:
-        ev = entry.get("summary")
-        if not ev:
+        summ = entry.get("summary") or {}
+        if not summ:
             continue
-        md += ["## Evaluation" + ("" if name == "eval" else f" ({name})"), ""]
-        rows = []
-        for task, metrics in ev.items():
-            if isinstance(metrics, dict):
-                rows += [[task, k, _fmt(v)] for k, v in metrics.items() if isinstance(v, (int, float))]
-        md.append(_table(["task", "metric", "value"], rows))
+        if name == "synth":
+            teacher = summ.get("teacher")
+            stand = " — a STAND-IN (scripted solver behind our own HTTP server, not a model)" \
+                if summ.get("stand_in_teacher") else ""
+            md += ["## SFT data synthesis (synth)", "",
+                   f"Teacher: {teacher}{stand}; {summ.get('teacher_requests')} requests, "
+                   f"{summ.get('cache_hits')} cache hits. {summ.get('records')} records kept: "
+                   + ", ".join(f"{d} {n}" for d, n in (summ.get("by_domain") or {}).items()) + ".", ""]
+            md.append(_table(["step", "in", "kept", "rejected (reason: count)"],
+                             [[step, st.get("in"), st.get("kept"),
+                               ", ".join(f"{r}: {c}" for r, c in (st.get("rejected_by_reason") or {}).items()) or "-"]
+                              for step, st in (summ.get("steps") or {}).items()]))
+            md.append("")
+        elif name == "sft_data":
+            stand = " (STAND-IN: scripted, not a model)" if summ.get("stand_in_judge") else ""
+            md += ["## SFT mixture: judged, filtered, diversity-sampled (sft_data)", "",
+                   f"Judge: {summ.get('judge')}{stand}. Pool {summ.get('pool')} conversations "
+                   f"({summ.get('synth_records')} synthesised), {summ.get('selected')} selected, mean quality "
+                   f"{summ.get('quality_mean')}; dropped by the judge: {summ.get('rejected_by_reason') or 'none'}.", ""]
+            md.append(_table(["set", "read", "used", "quarantined"],
+                             [[k, v.get("read"), v.get("used"), v.get("quarantined")]
+                              for k, v in (summ.get("sets") or {}).items()]))
+            md += ["", _table(["domain", "selected"], sorted((summ.get("selected_by_domain") or {}).items())), "",
+                   _table(["difficulty", "selected"], sorted((summ.get("selected_by_difficulty") or {}).items())), ""]
+        elif name == "long_cot_data":
+            solved = summ.get("solved") or {}
+            lengths = summ.get("trace_length") or {}
+            stand = f" Stand-ins used for: {', '.join(summ['stand_ins'])}." if summ.get("stand_ins") else ""
+            md += ["## Long-CoT data and its s1 labels (long_cot_data)", "",
+                   f"{summ.get('records')} traces ({summ.get('distilled') or 0} distilled; distillation rejected "
+                   f"{summ.get('distil_rejected') or 'none'}). Reference model: {summ.get('reference')}; solved "
+                   f"{solved.get('True', 0)}, not solved {solved.get('False', 0)}, unknown {solved.get('unknown', 0)}. "
+                   f"Domain judge: {summ.get('judge') or 'none (record fields)'}. Trace length (chars) min "
+                   f"{lengths.get('min')}, median {lengths.get('median')}, max {lengths.get('max')}.{stand}", "",
+                   _table(["domain", "traces"], sorted((summ.get("by_domain") or {}).items())), ""]
+    return md
+
+
+def _vlm_loss_plot(run_dir: Path, stage: str) -> str | None:
+    metrics_path = run_dir / stage / "metrics.json"
+    if not metrics_path.exists():
+        return None
+    stages = [s for s in read_json(metrics_path).get("stages", []) if s.get("loss_curve")]
+    if not stages:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.2), squeeze=False)
+    for ax, st in zip(axes[0], stages, strict=True):
+        ax.plot([x for x, _ in st["loss_curve"]], [y for _, y in st["loss_curve"]], lw=1.2)
+        ax.set_title(f"VLM {st['stage']} loss")
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    name = f"{PLOTS}/vlm_loss_curves.png"
+    fig.savefig(run_dir / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def vlm_section(run_dir: Path, entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    md: list[str] = []
+    for name, entry in entries:
+        summ = entry.get("summary") or {}
+        if not summ:
+            continue
+        md += ["## InfiR-VL: curriculum stages 1-3 (vlm)", "",
+               f"LM: {summ.get('lm')}; vision tower: {summ.get('vision')}.", ""]
+        md.append(_table(["stage", "vision", "projector", "LM", "examples", "steps", "loss first → last", "seconds"],
+                         [[c.get("stage"), *(c.get("tune", {}).get(k, "-") for k in ("vision", "projector", "lm")),
+                           c.get("examples"), c.get("steps"),
+                           f"{_fmt(c.get('loss_first'))} → {_fmt(c.get('loss_last'))}", c.get("seconds")]
+                          for c in summ.get("curriculum", [])]))
+        md.append("")
+        g = summ.get("synthetic_grounding")
+        if g:
+            md += [f"Held-out synthetic grounding (toy screens, a stand-in): accuracy {_fmt(g.get('accuracy'))} on "
+                   f"{g.get('n')} instructions (random click {_fmt(g.get('chance_random_click'))}, random element "
+                   f"{_fmt(g.get('chance_random_element'))}).", ""]
+        img = _vlm_loss_plot(run_dir, name)
+        if img:
+            md += [f"![VLM loss curves]({img})", ""]
+    return md
+
+
+def table3_section(run_dir: Path, entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    from infir.run.paper_tables import TABLE3, Result, render
+
+    md: list[str] = []
+    for _name, entry in entries:
+        summ = entry.get("summary") or {}
+        if not summ:
+            continue
+        ours: dict[str, Any] = {}
+        mmmu = summ.get("mmmu") or {}
+        if mmmu:
+            real = mmmu.get("data") == "real"
+            ours["MMMU"] = Result(value=mmmu.get("accuracy") if mmmu.get("n") else None, n=int(mmmu.get("n", 0)),
+                                  real_data=real, stand_in=None if real else mmmu.get("source"),
+                                  skipped=int(mmmu.get("skipped", 0)), metric="accuracy",
+                                  not_run=None if mmmu.get("n") else f"no row could be evaluated "
+                                  f"({mmmu.get('skipped', 0)} skipped: {mmmu.get('skipped_by_reason')})")
+        ss = summ.get("screenspot") or {}
+        if ss:
+            real = ss.get("data") == "real"
+            ours["ScreenSpot"] = Result(value=ss.get("accuracy"), n=int(ss.get("n", 0)), real_data=real,
+                                        stand_in=None if real else ss.get("source"), metric="accuracy")
+        ours["Android World"] = Result(value=None, not_run=(summ.get("androidworld") or {}).get("not_run"))
+        md += ["## InfiR-VL evaluation (eval_vl)", ""]
+        if not (mmmu.get("data") == "real" or ss.get("data") == "real"):
+            md += [TOY_NOTE, ""]
+        md += render(TABLE3, ours, f"{run_dir.name} InfiR-VL")
+        if mmmu:
+            md += [f"MMMU: {int(mmmu.get('n', 0))} questions evaluated of {mmmu.get('rows')} rows ({mmmu.get('source')}); "
+                   f"{int(mmmu.get('random_guesses', 0))} answers were MMMU's random pick (no option could be parsed), "
+                   f"{int(mmmu.get('random_guess_correct', 0))} of them right; accuracy with random picks scored "
+                   f"wrong: {_fmt(mmmu.get('accuracy_random_guesses_wrong'))}; skipped rows: "
+                   f"{mmmu.get('skipped')} {mmmu.get('skipped_by_reason') or ''}.", ""]
+    return md
+
+
+def export_section(run_dir: Path, entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    md: list[str] = []
+    for _, entry in entries:
+        summ = entry.get("summary") or {}
+        files = summ.get("files") or {}
+        if not files:
+            continue
+        md += ["## Export for the edge (export)", "", f"The {summ.get('model_stage')} model, exported:", ""]
+        md.append(_table(["format", "path", "MB"], [[f, v["path"], f"{v['bytes'] / 1e6:.2f}"] for f, v in files.items()]))
+        gguf = (files.get("gguf") or {}).get("path")
+        if gguf:
+            q4 = str(Path(gguf).with_name("model-Q4_K_M.gguf"))
+            md += ["", "With llama.cpp (README: Export for the edge):", "",
+                   f"- quantize: `llama-quantize {gguf} {q4} Q4_K_M` (from an f16 export; a q8_0 file needs "
+                   "`--allow-requantize`)",
+                   f"- chat: `llama-cli -m {q4} -cnv`; serve: `llama-server -m {q4} --port 8080`"]
         md.append("")
     return md
 
 
 # The report section each kind of stage declares (StageSpec.report) and the function that renders it.
 SECTIONS = {"corpus": corpus_section, "curation": curation_section, "training": training_section,
-            "evaluation": evaluation_section}
+            "evaluation": evaluation_section,
+            "table1": _paper_table_section(1, "Base model, few-shot (Table 1)"),
+            "synthesis": synthesis_section, "long_cot_data": synthesis_section,
+            "table6": _paper_table_section(6, "Long-CoT model (Table 6)"),
+            "vlm": vlm_section, "table3": table3_section, "export": export_section}
 
 
 def build_markdown(run_dir: Path, manifest: dict[str, Any], stages: list[Any] | None = None) -> str:
@@ -239,6 +468,8 @@ def build_markdown(run_dir: Path, manifest: dict[str, Any], stages: list[Any] | 
                       for n, s in done.items()]))
     total = sum(s.get("seconds", 0) for s in done.values())
     md += ["", f"Total stage time: {total:.1f} s.", ""]
+    md += [f"**Stage {n} failed:** {s.get('error')}" for n, s in done.items() if s.get("status") == "failed"]
+    md += [""] if any(s.get("status") == "failed" for s in done.values()) else []
     kinds: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for st in stages:
         if st.report is not None and st.name in done:
@@ -282,14 +513,24 @@ def _domain_section(run_dir: Path, stats: dict[str, Any]) -> list[str]:
     return md
 
 
+def _inline(text: str) -> str:
+    """Escape, then render the inline marks this module writes: **bold** and `code`."""
+    import re
+
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+
+
 def _md_to_html(md: str, title: str) -> str:
-    """A tiny renderer for the Markdown this module writes (headings, tables, images, paragraphs)."""
+    """A tiny renderer for the Markdown this module writes (headings, tables, images, lists, paragraphs)."""
     body, in_table = [], False
     for line in md.splitlines():
         if line.startswith("|"):
-            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= set("-"):
+            raw = [c.strip() for c in line.strip("|").split("|")]
+            if set("".join(raw)) <= set("-"):
                 continue
+            cells = [_inline(c) for c in raw]
             tag = "th" if not in_table else "td"
             body.append(("<table>" if not in_table else "") + "<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
             in_table = True
@@ -306,8 +547,10 @@ def _md_to_html(md: str, title: str) -> str:
         elif line.startswith("!["):
             alt, src = line[2:].split("](", 1)
             body.append(f'<img alt="{html.escape(alt)}" src="{html.escape(src.rstrip(")"))}">')
+        elif line.startswith("- "):
+            body.append(f"<li>{_inline(line[2:])}</li>")
         elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
+            body.append(f"<p>{_inline(line)}</p>")
     if in_table:
         body.append("</table>")
     style = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}"

@@ -23,7 +23,7 @@ from typing import Any
 
 from infir import __version__
 from infir.run.recipe import Recipe, RecipeError, config_hash, load_recipe
-from infir.run.stages import StageContext, check_plan, enabled_stages
+from infir.run.stages import StageContext, StageFailed, check_plan, enabled_stages
 from infir.utils.io import atomic_write_json, read_json
 from infir.utils.log import get_logger
 
@@ -112,6 +112,23 @@ def run_recipe(recipe_path: str | Path, runs_dir: str | Path = "runs", from_stag
              + (f" (real data from {data_dir})" if data_dir else " (embedded corpus)"))
 
     upstream = config_hash({"data_dir": str(data_dir) if data_dir else None, "seed": recipe.seed})
+    # What can be known before any work (inputs present, a teacher URL answering) is checked for every stage this
+    # invocation will run, so a mistake in a late stage does not surface after hours of training.
+    will_run, h, invalid = [], upstream, False
+    for spec in stages:
+        h = config_hash([h, recipe.stage_config(spec.recipe_section)])
+        entry = manifest.stage(spec.name)
+        invalid = invalid or spec.name == from_stage or bool(entry and entry.get("config_hash") != h)
+        fresh = invalid or not (entry and entry.get("status") == "done")
+        if fresh and (wanted is None or spec.name in wanted):
+            will_run.append(spec)
+    try:
+        for spec in will_run:
+            if spec.check is not None:
+                spec.check(ctx)
+    except RecipeError as e:
+        log.error(str(e))
+        raise SystemExit(2) from None
     invalidated = False
     t_run = time.time()
     for spec in stages:
@@ -138,7 +155,16 @@ def run_recipe(recipe_path: str | Path, runs_dir: str | Path = "runs", from_stag
         # A "running" entry lets a later run tell whether partial work was made with this configuration.
         manifest.record(spec.name, {"status": "running", "config_hash": stage_hash})
         t0 = time.time()
-        summary = spec.run(ctx)
+        try:
+            summary = spec.run(ctx)
+        except (StageFailed, RecipeError) as e:
+            manifest.record(spec.name, {"status": "failed", "config_hash": stage_hash, "error": str(e),
+                                        "seconds": round(time.time() - t0, 2)})
+            log.error(f"[{spec.name}] failed: {e}")
+            from infir.run.report import write_report
+
+            write_report(run_dir, manifest.data, stages)  # what ran, and why this stage stopped
+            raise SystemExit(1) from None
         seconds = time.time() - t0
         manifest.record(spec.name, {"status": "done", "config_hash": stage_hash, "seconds": round(seconds, 2),
                                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed": resumed,

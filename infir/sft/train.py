@@ -207,6 +207,10 @@ def run_sft(cfg: SFTConfig, base_model: Path, data: list[Path], output: Path,
     samples, heldout, data_stats = prepare_sft_data(cfg, data, tok, output / "data")
     if env.distributed and env.is_main:
         barrier(env)
+    if not samples:  # never train on nothing: say what became of the data instead
+        raise ValueError(f"SFT: no usable training sample in {[str(p) for p in data] + [s.path for s in cfg.sources]} "
+                         f"(read: {data_stats['read']}, selection: {data_stats['selection']}, tokenize: "
+                         f"{data_stats['tokenize']}); see {output / 'data' / 'quarantine.jsonl'}")
     model = load_model(base_model)
     if len(tok) > model.config.vocab_size:
         raise ValueError(f"tokenizer has {len(tok)} tokens but the model only {model.config.vocab_size} embeddings")

@@ -10,8 +10,8 @@ import typer
 def synth_command(
     seeds: list[Path] = typer.Option(..., "--seeds", help="Seed files or folders (Alpaca, ShareGPT, messages, "
                                                            "GSM8K/MATH jsonl); repeat for several."),
-    teacher: str = typer.Option(..., "--teacher", help="OpenAI-compatible URL (http://host:port/v1) or a local "
-                                                       "model folder."),
+    teacher: str | None = typer.Option(None, "--teacher", help="OpenAI-compatible URL (http://host:port/v1) or a "
+                                       "local model folder (default: the config's teacher.source)."),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder (sft.jsonl, stats.json, steps/)."),
     config: Path | None = typer.Option(None, "--config", "-c", help="SynthConfig YAML (defaults: paper settings)."),
     model: str | None = typer.Option(None, "--model", help="Teacher model name (overrides the config)."),
@@ -30,6 +30,10 @@ def synth_command(
     from infir.synth.teacher import TeacherError
 
     cfg = load_synth_config(config, overrides)
+    teacher = teacher or cfg.teacher.source
+    if teacher is None or teacher == "scripted":
+        raise typer.BadParameter("give --teacher URL|DIR (or teacher.source in the config); the `scripted` stand-in "
+                                 "runs inside `infir run` only", param_hint="--teacher")
     if model is not None:
         cfg.teacher.model = model
     if candidates is not None:

@@ -15,6 +15,10 @@ class TeacherConfig(BaseModel):
     """How to reach the teacher (an OpenAI-compatible URL or a local model folder)."""
 
     model_config = ConfigDict(extra="forbid")
+    # Where it is: an OpenAI-compatible URL, a local model folder, `scripted` (the embedded demo's stand-in
+    # solver, infir.synth.scripted) or, in a recipe, the name of a model-producing stage ("sft").
+    # `infir synth --teacher` overrides it.
+    source: str | None = None
     model: str | None = None  # model name sent to the endpoint; None = the first one /v1/models lists
     api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the key (may be unset for local)
     concurrency: int = Field(8, ge=1)
@@ -97,6 +101,67 @@ class SynthConfig(BaseModel):
     select: SelectConfig = Field(default_factory=SelectConfig)
     max_seeds: int | None = None  # read at most this many seed records (over all files)
     batch_size: int = Field(32, ge=1)  # items in flight per step (each line is written when done)
+
+
+class SynthStage(SynthConfig):
+    """The `synth` stage of `infir run`: the synthesis settings plus where the seeds come from."""
+
+    seeds: list[str] = Field(default_factory=list)  # seed files / folders / globs; relative: --data-dir first
+    embedded_seeds: int = Field(0, ge=0)  # the first N generated problems of the embedded corpus (math_train)
+
+
+class SFTSetSpec(BaseModel):
+    """An open-source SFT set (any chat format infir.data.chats reads) and how much of it to consider."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    format: Literal["auto", "alpaca", "sharegpt", "openai", "self_instruct"] = "auto"
+    domain: str | None = None  # a hint for records that carry none (the judge labels them anyway)
+    max_records: int | None = Field(None, ge=1)  # the first N conversations of the file
+
+
+class SFTDataStage(BaseModel):
+    """The `sft_data` stage (paper §3.1): the synthesised records and open-source SFT sets, labelled by a judge
+    (domain, quality, difficulty), filtered by quality and diversity-sampled across domains and difficulties."""
+
+    model_config = ConfigDict(extra="forbid")
+    judge: TeacherConfig = Field(default_factory=TeacherConfig)  # judge.source: URL, folder, scripted or a stage
+    sets: list[SFTSetSpec] = Field(default_factory=list)  # relative paths: --data-dir first
+    data_dir_sets: list[SFTSetSpec] = Field(default_factory=list)  # used only with --data-dir (relative to it)
+    embedded_sets: int = Field(0, ge=0)  # N worked problems of the embedded corpus as chats (an open set's stand-in)
+    include_synth: bool = True  # the synth stage's records join the pool (already judged there)
+    label: LabelConfig = Field(default_factory=LabelConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
+    batch_size: int = Field(32, ge=1)
+
+
+class DistilConfig(BaseModel):
+    """Long traces asked of a teacher for seed problems (how NuminaMath-QwQ-CoT was made, at toy scale)."""
+
+    model_config = ConfigDict(extra="forbid")
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    seeds: list[str] = Field(default_factory=list)
+    embedded_seeds: int = Field(0, ge=0)
+    max_tokens: int = Field(4096, ge=1)
+    temperature: float = Field(0.7, ge=0)
+    verify: bool = True  # keep a trace only when its final answer matches the seed's reference (where known)
+
+
+class LongCoTDataStage(BaseModel):
+    """The `long_cot_data` stage (paper App. D, s1-style): long reasoning traces with the labels s1 selects on,
+    computed here: solved (does a reference model the recipe names already solve the problem?), domain (a judge's
+    label, else the record's own) and trace length. The long_cot stage's `selection.s1_subset` then selects."""
+
+    model_config = ConfigDict(extra="forbid")
+    pool: list[str] = Field(default_factory=list)  # trace files (messages, s1K, problem/solution); --data-dir first
+    distil: DistilConfig | None = None
+    reference: TeacherConfig = Field(default_factory=TeacherConfig)  # reference.source: URL, folder, scripted, stage
+    reference_max_tokens: int = Field(1024, ge=1)
+    judge: TeacherConfig | None = None  # labels the domain; None: the record's source/subject/type, else a hint
+    domains: list[str] = Field(default_factory=lambda: ["algebra", "geometry", "number theory", "counting",
+                                                        "calculus", "arithmetic", "other"])
+    max_records: int | None = Field(None, ge=1)
+    batch_size: int = Field(32, ge=1)
 
 
 def load_synth_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> SynthConfig:

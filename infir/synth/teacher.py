@@ -123,7 +123,7 @@ class OpenAITeacher(_Teacher):
             headers["Authorization"] = f"Bearer {key}"
         limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
         self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(cfg.request_timeout_s),
-                                         limits=limits)
+                                         limits=limits, trust_env=not is_loopback(url))
         self.name = cfg.model or ""
 
     async def resolve_model(self) -> None:
@@ -240,3 +240,30 @@ async def open_teacher(spec: str, cfg: TeacherConfig, cache_path: Path | None) -
     if not path.is_dir():
         raise TeacherError(f"teacher {spec!r} is neither an http(s) URL nor a model folder")
     return LocalTeacher(path, cfg, cache)
+
+
+def is_loopback(url: str) -> bool:
+    """A server on this machine: reached directly, never through an HTTP(S)_PROXY from the environment."""
+    from urllib.parse import urlparse
+
+    return urlparse(url).hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def probe(url: str, timeout_s: float = 5.0) -> str | None:
+    """None when an OpenAI-compatible URL answers at all (any HTTP status), else why not (refused, timed out).
+
+    Run before expensive work so that a teacher nobody started is reported at once, not after hours of training.
+    """
+    import httpx
+
+    base = url.rstrip("/")
+    base = base if base.endswith("/v1") else base + "/v1"
+    try:
+        httpx.get(f"{base}/models", timeout=timeout_s, trust_env=not is_loopback(url))
+    except httpx.ConnectError as e:
+        return f"{url} refuses connections ({e})"
+    except httpx.TimeoutException:
+        return f"{url} did not answer within {timeout_s:.0f} s"
+    except httpx.HTTPError as e:
+        return f"{url}: {type(e).__name__}: {e}"
+    return None

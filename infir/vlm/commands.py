@@ -27,8 +27,8 @@ def data_command(
 @app.command("train")
 def train_command(
     config: Path = typer.Argument(..., help="VLM config YAML, e.g. recipes/tiny-vl.yaml."),
-    lm: Path | None = typer.Option(None, "--lm", help="LM folder (infir / HF Llama or Qwen2, with tokenizer). "
-                                   "Absent: a random tiny LM is made (toy runs only)."),
+    lm: Path | None = typer.Option(None, "--lm", help="LM folder (infir / HF Llama or Qwen2, with tokenizer); "
+                                   "default: the config's `lm`. Absent both: a random tiny LM is made (toy runs only)."),
     output: Path = typer.Option(Path("runs/vlm"), "--output", "-o", help="Run folder (resumes by stage)."),
     lm_preset: str | None = typer.Option(None, help="Preset of the random LM when --lm is absent "
                                          "(default: the config's toy_lm.preset)."),
@@ -41,6 +41,7 @@ def train_command(
     from infir.vlm.tiny import make_tiny_lm, sample_texts
 
     cfg = load_vlm_config(config, overrides)
+    lm = lm or cfg.lm
     if lm is None:
         lm = output / "lm-init"
         if not (lm / "config.json").exists():

@@ -120,6 +120,10 @@ class ToyLMConfig(BaseModel):
 
 class VLMConfig(Composed):
     PART_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {"runtime": {}}
+    # The LM the VLM is built on (paper §4.3: InfiR-1B-Base): an infir/HF Llama folder with its tokenizer.
+    # `infir vlm train --lm` overrides it; in `infir run` the base model of the run's anneal/pretrain stage is
+    # used when it is null.
+    lm: Path | None = None
     vision: VisionConfig = Field(default_factory=VisionConfig)
     projector: ProjectorConfig = Field(default_factory=ProjectorConfig)
     image_token: str = "<|reserved_special_token_3|>"  # the tokenizer token image features replace

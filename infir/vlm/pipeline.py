@@ -1,6 +1,6 @@
 """The InfiR-VL stage of a recipe: data -> three curriculum stages -> grounding / step evaluation.
 
-`run_vlm(cfg, lm_dir, output)` is what `infir vlm train` calls (not yet a stage of `infir run`). Output folder:
+`run_vlm(cfg, lm_dir, output)` is what `infir vlm train` and the `vlm` stage of `infir run` call. Output folder:
 
     data/            rendered images, samples per kind (LLaVA JSON), quarantine, cleaning report
     stages/<name>/   the model after each stage (resume: a finished stage is loaded, not retrained)

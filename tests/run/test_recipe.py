@@ -12,11 +12,26 @@ from infir.run.recipe import RecipeError, load_recipe, parse_recipe
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "recipes").glob("*.yaml") if "vl" not in p.name
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "recipes").glob("*.yaml") if p.name != "tiny-vl.yaml"
                                         and "sft" not in p.name))
-def test_shipped_recipes_validate(name: str) -> None:
-    recipe = load_recipe(REPO / "recipes" / name)
+def test_shipped_recipes_validate_and_plan(name: str, tmp_path) -> None:
+    from infir.run.stages import check_plan
+
+    overrides = [f"vlm.lm={tmp_path}"] if name == "infir-vl.yaml" else []
+    recipe = load_recipe(REPO / "recipes" / name, overrides=overrides)
     assert recipe.name
+    check_plan(recipe)  # every stage finds the model / outputs it reads
+
+
+def test_the_paper_recipes_walk_every_stage() -> None:
+    from infir.run.stages import STAGES, enabled_stages
+    from infir.vlm.config import load_vlm_config
+
+    every = [s.name for s in STAGES]
+    for name in ("tiny.yaml", "infir-1b.yaml"):
+        assert [s.name for s in enabled_stages(load_recipe(REPO / "recipes" / name))] == every, name
+    assert [s.name for s in enabled_stages(load_recipe(REPO / "recipes" / "infir-vl.yaml"))] == ["vlm", "eval_vl"]
+    assert load_vlm_config(REPO / "recipes" / "infir-vl.yaml").vision.preset == "so400m-384"  # `infir vlm train`
 
 
 def test_bad_type_names_the_field_and_expectation() -> None:

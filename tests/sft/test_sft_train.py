@@ -75,6 +75,14 @@ def test_short_sft_run_lowers_heldout_assistant_loss(base_model, shared_data, tm
     assert summary["resumed_from"] == result["total_steps"]
 
 
+def test_sft_refuses_to_train_on_nothing(base_model, tmp_path):
+    data = tmp_path / "bad.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n" + "{not json\n")
+    with pytest.raises(ValueError, match="no usable training sample") as e:
+        run_sft(SFTConfig(max_length=64), base_model=base_model, data=[data], output=tmp_path / "o")
+    assert "'quarantined': 2" in str(e.value) and not (tmp_path / "o" / "model").exists()
+
+
 def test_cli_errors_and_long_cot_config(tmp_path):
     from infir.sft.commands import load_sft_config
 
