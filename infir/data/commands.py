@@ -77,7 +77,7 @@ def anneal(
                                        "output), for the sources that select from it."),
     pretrain_tokens: Path | None = typer.Option(
         None, "--pretrain-tokens", help="The pretraining token sources (one folder per domain): the shares that "
-        "sources without a weight keep (code, §2.2)."),
+        "sources without a weight keep (code, §2.2); by tokens, or by the recipe's pretrain.sources weights."),
     benchmarks: Path | None = typer.Option(
         None, "--benchmarks", help="Folder laid out like shared/data: the eval sets the annealing files are "
         "decontaminated against (as the pretraining corpus was)."),
@@ -99,7 +99,13 @@ def anneal(
         add_tasks_dir(folder)
     try:
         cfg = load_config(AnnealDataConfig, config, section="anneal_data", overlays=overlay, overrides=overrides)
-        shares = pretraining_shares(pretrain_tokens) if pretrain_tokens is not None else None
+        shares = None
+        if pretrain_tokens is not None:  # weighted as the recipe's pretrain.sources weighted them, if it did
+            from infir.utils.config import read_yaml
+
+            sources = (read_yaml(config).get("pretrain") or {}).get("sources") or []
+            weights = {Path(s["path"]).name: float(s.get("weight", 1.0)) for s in sources if isinstance(s, dict)}
+            shares = pretraining_shares(pretrain_tokens, weights or None)
         stats = build_anneal_mix(cfg, output, tokenizer, corpus_dir=corpus, benchmarks_dir=benchmarks,
                                  pretrain=shares, tokens=tokens)
     except (ValueError, ConfigError, FileNotFoundError) as e:  # bad input, known before any work: say which

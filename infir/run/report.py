@@ -219,7 +219,7 @@ def mixture_section(run_dir: Path, entries: list[tuple[str, dict[str, Any]]]) ->
                f"{sum(1 for r in st['sources'] if r.get('tokens'))} sources; planned {st['planned_tokens']:,} tokens. "
                f"Web pages of the pretraining corpus (§2.2): {st.get('web_pages_removed', 0):,} removed, kept only "
                f"where recall moved them to {', '.join(st.get('keep_web_recalled_as', []))} ({kept_as}). A source "
-               f"too small for its share is repeated at most x{st.get('max_repeats')} times.", ""]
+               f"too small for its share is repeated at most x{st.get('max_repeats'):g} times.", ""]
         rows = []
         for r in st["sources"]:
             configured = f"{100 * r['configured_share']:.2f}% ({r['share_from']})"
