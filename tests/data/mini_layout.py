@@ -19,6 +19,8 @@ import gzip
 import json
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -419,25 +421,36 @@ def build_anneal_layout(root: Path, shared: Path) -> dict[str, Any]:
     out["code_contests_picks"] = cc_picks
 
     # ---- synthetic data: a real `infir synth` run (seeds -> evolve -> teacher -> verify -> label) against a tiny
-    # local teacher model (its answers are noise: what matters here is the output format and its provenance)
-    from infir.synth.config import SynthConfig
-    from infir.synth.pipeline import run_synth
-    from tests.conftest import make_tiny_model_dir
-
-    teacher = make_tiny_model_dir(root / "models" / "tiny-teacher")
+    # local teacher model (its answers are noise: what matters here is the output format and its provenance). In
+    # its own process, as a user runs it: in the test process, its torch work left fastText's recall training
+    # (run later in the same process by other tests) diverging with "Encountered NaN" in about 1 run of 4.
     seeds = root / "data" / "seeds" / "synth_seeds.json"
     seeds.parent.mkdir(parents=True, exist_ok=True)
     seeds.write_text(json.dumps([{"instruction": r["instruction"], "input": r["input"], "output": r["output"]}
                                  for r in alpaca[400:406]]))
-    cfg = SynthConfig.model_validate({
+    (root / "data" / "seeds" / "synth.yaml").write_text(json.dumps({
         "teacher": {"concurrency": 4, "max_tokens": 24, "temperature": 0.8},
         "evolve": {"per_seed": 1, "min_chars": 5, "max_copy_similarity": 0.99},
         "respond": {"candidates": 2},
         "reject": {"min_chars": 1, "min_reasoning_steps": 0},
         "label": {"min_quality": 1, "keep_unjudged": True},
         "batch_size": 8,
-    })
-    run_synth(cfg, [seeds], str(teacher), anneal / "synth")
+    }))
+    script = (
+        "import sys; from pathlib import Path; from tests.conftest import make_tiny_model_dir\n"
+        "from infir.synth.config import load_synth_config; from infir.synth.pipeline import run_synth\n"
+        "root = Path(sys.argv[1])\n"
+        "teacher = make_tiny_model_dir(root / 'models' / 'tiny-teacher')\n"
+        "cfg = load_synth_config(root / 'data' / 'seeds' / 'synth.yaml')\n"
+        "run_synth(cfg, [root / 'data' / 'seeds' / 'synth_seeds.json'], str(teacher), root / 'data' / 'anneal' / 'synth')\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script, str(root)], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"infir synth (the annealing layout's synthetic data) failed:\n{done.stderr[-3000:]}")
     return out
 
 
