@@ -264,8 +264,10 @@ def _anneal_data_config(ctx: StageContext) -> Any:
 
 
 def check_anneal_data_stage(ctx: StageContext) -> None:
-    """What can be known before the run: every annealing file and synth output named exists and holds documents
-    (chats, for synth), and the shares can be computed. (Corpus sources are checked when the stage starts.)"""
+    """What can be known without the curated corpus: every annealing file and synth output named exists (synth:
+    holds chats), and a source keeping its pretraining share has a pretraining to keep it from. Runs first in the
+    stage; it needs nothing earlier stages write, so a runner can call it before any stage runs. (Corpus sources,
+    and files holding no documents, are checked by `build_anneal_mix` before it does any work.)"""
     from infir.data.anneal import check_synth
     from infir.data.sources import resolve_inputs
 
