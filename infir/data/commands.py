@@ -64,7 +64,59 @@ def curate(
     typer.echo(json.dumps(summary))
 
 
-@app.command("mix")
+@app.command("anneal")
+def anneal(
+    config: Path = typer.Option(
+        ..., "--config", "-c", help="The mixture: a recipe with an 'anneal_data:' section, or a YAML of its fields "
+        "(sources with weights, tokens, max_repeats, ...; infir/data/anneal.py)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder: tokens/<source>/ (what `infir train "
+                                "anneal --data-dir` reads), mix_stats.json, curate/, count/, plan.json."),
+    tokenizer: Path = typer.Option(..., "--tokenizer", help="Tokenizer folder (or tiktoken file): shares are of "
+                                   "its tokens."),
+    corpus: Path | None = typer.Option(None, "--corpus", help="The curated pretraining corpus (`infir data curate` "
+                                       "output), for the sources that select from it."),
+    pretrain_tokens: Path | None = typer.Option(
+        None, "--pretrain-tokens", help="The pretraining token sources (one folder per domain): the shares that "
+        "sources without a weight keep (code, §2.2); by tokens, or by the recipe's pretrain.sources weights."),
+    benchmarks: Path | None = typer.Option(
+        None, "--benchmarks", help="Folder laid out like shared/data: the eval sets the annealing files are "
+        "decontaminated against (as the pretraining corpus was)."),
+    tokens: int | None = typer.Option(None, "--tokens", help="Tokens in the mixture (default: anneal_data.tokens, "
+                                      "else the largest mixture in which no source repeats)."),
+    overlay: list[Path] = typer.Option([], "--overlay", help="YAML deep-merged over --config (e.g. a miniature "
+                                       "overlay); repeatable, in order."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a field: key=value (repeatable)."),
+    tasks_dir: list[Path] = typer.Option([], "--tasks-dir", help="A folder of your own eval task files; repeatable."),
+) -> None:
+    """Build the annealing mixture of Table 8 (paper §2.2): pretraining-corpus sources (web pages only where recall
+    moved them to math or code; code at its pretraining share unless weighted), annealing corpora in their release
+    formats, `infir synth` runs; decontaminated; shares of tokens, small sources repeated up to a cap."""
+    from infir.data.anneal import AnnealDataConfig, build_anneal_mix, pretraining_shares
+    from infir.eval.tasks import add_tasks_dir
+    from infir.utils.config import ConfigError, load_config
+
+    for folder in tasks_dir:
+        add_tasks_dir(folder)
+    try:
+        cfg = load_config(AnnealDataConfig, config, section="anneal_data", overlays=overlay, overrides=overrides)
+        shares = None
+        if pretrain_tokens is not None:  # weighted as the recipe's pretrain.sources weighted them, if it did
+            from infir.utils.config import read_yaml
+
+            sources = (read_yaml(config).get("pretrain") or {}).get("sources") or []
+            weights = {Path(s["path"]).name: float(s.get("weight", 1.0)) for s in sources if isinstance(s, dict)}
+            shares = pretraining_shares(pretrain_tokens, weights or None)
+        stats = build_anneal_mix(cfg, output, tokenizer, corpus_dir=corpus, benchmarks_dir=benchmarks,
+                                 pretrain=shares, tokens=tokens)
+    except (ValueError, ConfigError, FileNotFoundError) as e:  # bad input, known before any work: say which
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(json.dumps({"tokens": stats["tokens"], "documents": stats["documents"], "sources": {
+        r["source"]: {k: r.get(k) for k in ("share", "configured_share", "tokens", "documents", "capped")}
+        for r in stats["sources"]}, "token_dir": stats["token_dir"]}))
+
+
+@app.command("mix", deprecated=True)
 def mix(
     sources: list[str] = typer.Option(..., "--source", "-s", help="NAME=PATH:WEIGHT, e.g. code=out/code:1.0"),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
@@ -72,15 +124,26 @@ def mix(
     total_docs: int | None = typer.Option(None, "--total-docs", help="Documents in the mix (default: all)."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Build the annealing mix (paper §2.2) by source weights; tokenized shards when a tokenizer is given."""
+    """Deprecated: use `infir data anneal` (Table 8's mixture: shares of tokens, decontamination, capped repeats,
+    the pretraining corpus's web rule). Samples documents by per-source ratios; tokenized shards with a tokenizer."""
     from infir.data.mixture import MixSource, build_mix
 
+    typer.echo("infir data mix is deprecated: use `infir data anneal` (shares of tokens, decontaminated sources, "
+               "capped repeats, synth runs); see `infir data anneal --help`", err=True)
     parsed = []
     for spec in sources:
         name, _, rest = spec.partition("=")
         path, _, weight = rest.rpartition(":")
-        parsed.append(MixSource(name=name, path=Path(path), weight=float(weight)))
-    stats = build_mix(parsed, output, tokenizer_path=tokenizer, total_docs=total_docs, seed=seed)
+        try:
+            parsed.append(MixSource(name=name, path=Path(path), weight=float(weight)))
+        except ValueError:
+            typer.echo(f"error: --source {spec!r}: expected NAME=PATH:WEIGHT", err=True)
+            raise typer.Exit(code=2) from None
+    try:
+        stats = build_mix(parsed, output, tokenizer_path=tokenizer, total_docs=total_docs, seed=seed)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2) from None
     typer.echo(json.dumps(stats))
 
 

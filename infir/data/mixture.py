@@ -1,9 +1,12 @@
-"""Annealing mix (InfiR §2.2): keep the code proportion, keep little web text (math/code-related),
-add annealing corpora and synthetic data, by per-source weights.
+"""`infir data mix` (deprecated: `infir data anneal`, infir/data/anneal.py, builds Table 8's mixture with shares of
+tokens, decontamination and capped repeats): documents sampled by per-source ratios.
 
 A weight is a sampling ratio on a source's documents: 1.0 keeps all, 0.1 keeps a deterministic 10%,
-2.0 repeats the source twice. The mix is written as shuffled text shards (mix/*.jsonl.gz) and, when a
-tokenizer is given, as the trainer's tokenized shards (`infir.data.tokens.write_token_shards`).
+2.0 repeats the source twice. A source is a file or folder in any format `infir data curate` reads, or an
+`infir synth` output (its sft.jsonl: chats rendered as text, verification and provenance in the metadata); a
+source with no documents, or a synth output without chats, is an error before any work. The mix is written as
+shuffled text shards (mix/*.jsonl.gz) and, when a tokenizer is given, as the trainer's tokenized shards
+(`infir.data.tokens.write_token_shards`). It holds every sampled record in memory: for small mixes only.
 """
 
 from __future__ import annotations
@@ -27,11 +30,22 @@ class MixSource:
     weight: float
 
 
-def _records(path: Path) -> list[dict]:
-    files = sorted(p for p in path.glob("*.jsonl.gz")) if path.is_dir() else [path]
-    out = []
-    for f in files:
-        out += [item.to_json() for item in read_path(f) if isinstance(item, Record)]
+def _records(path: Path, name: str) -> list[dict]:
+    """Every record of a source: an `infir synth` output (folder or sft.jsonl), or data files (a folder: all the
+    files in it that a reader claims). Not a single record is an error."""
+    from infir.data.anneal import check_synth
+    from infir.data.readers import expand_inputs
+    from infir.data.sources import kind_of
+
+    if not path.exists():
+        raise ValueError(f"mix source {name}: {path} not found")
+    if (path.is_dir() and (path / "sft.jsonl").exists()) or path.name == "sft.jsonl":
+        files = [check_synth(path, name)]  # not the teacher cache, the rejects or the step ledgers beside it
+    else:
+        files = [f for _, group, _ in expand_inputs([path]) for f in group if kind_of(f) is not None]
+    out = [item.to_json() for f in files for item in read_path(f) if isinstance(item, Record)]
+    if not out:
+        raise ValueError(f"mix source {name}: no documents in {path}")
     return out
 
 
@@ -56,10 +70,14 @@ def build_mix(
     output = Path(output)
     mixed: list[dict] = []
     per_source: dict[str, dict] = {}
-    for src in sources:
+    for src in sources:  # everything that can be known before any work
         if src.weight < 0:
             raise ValueError(f"mix weight of {src.name} must be >= 0, got {src.weight}")
-        rows = _records(Path(src.path))
+    if sources and all(src.weight == 0 for src in sources):
+        raise ValueError("every mix weight is zero: the mix would be empty")
+    loaded = {src.name: _records(Path(src.path), src.name) for src in sources}
+    for src in sources:
+        rows = loaded[src.name]
         picked = _sample(rows, src.weight, rng)
         for r in picked:
             r["metadata"] = {**r["metadata"], "mix_source": src.name}

@@ -1,4 +1,4 @@
-"""Readers: JSONL (.gz/.zst), Parquet, WARC/WET, folders of text or code files -> Records.
+"""Readers: JSONL (.gz/.zst), Parquet, Arrow (Hugging Face save_to_disk), WARC/WET, folders of text or code files -> Records.
 
 Rows of the paper's sources are read in their release formats (`infir.data.sources`: The Stack's `content`,
 Infinity-Instruct's chats, InfiMM-WebMath's `text_list`, ...). Given the corpus input a file came from,
@@ -64,7 +64,8 @@ def _from_row(row: object, source: str, line: int, max_chars: int) -> Item:
     if ex.language:
         meta["language_code"] = ex.language
     rid = str(row["id"]) if row.get("id") not in (None, "") else stable_id(source, f"line{line}")
-    return _check(Record(rid, ex.text, str(row.get("source") or source), meta), max_chars)
+    named = row.get("source")  # a release's own source name (Dolma); CodeContests' `source` is an int enum
+    return _check(Record(rid, ex.text, named if isinstance(named, str) and named else source, meta), max_chars)
 
 
 def _read_json_array(path: Path, max_chars: int) -> Iterator[Item]:
@@ -144,6 +145,28 @@ def read_parquet(path: Path, max_chars: int, span: tuple[int, int, int] | None =
             yield _from_row(row, source, n, max_chars)
 
 
+def read_arrow(path: Path, max_chars: int) -> Iterator[Item]:
+    """A Hugging Face `save_to_disk` shard (data-00000-of-0000N.arrow: an Arrow IPC stream; an IPC file too)."""
+    import pyarrow as pa
+
+    source = str(path)
+    n = 0
+    try:
+        with pa.memory_map(source) as f:
+            try:
+                batches = iter(pa.ipc.open_stream(f))
+            except pa.ArrowInvalid:
+                f.seek(0)
+                reader = pa.ipc.open_file(f)
+                batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+            for batch in batches:
+                for row in batch.to_pylist():
+                    n += 1
+                    yield _from_row(row, source, n, max_chars)
+    except (pa.ArrowInvalid, OSError) as e:  # not Arrow, or cut short: what was read is kept
+        yield Quarantined(source, "truncated_or_corrupt_file", "", f"after row {n}: {e}")
+
+
 def _html_to_text(html: bytes | str) -> str | None:
     import trafilatura  # noqa: F401 - imported by the caller first, so a missing dependency is an error
 
@@ -219,6 +242,8 @@ def _read_kind(path: Path, max_chars: int, root: Path | None, span: tuple | None
         yield from read_jsonl(path, max_chars, span)
     elif kind == "parquet":
         yield from read_parquet(path, max_chars, span)
+    elif kind == "arrow":
+        yield from read_arrow(path, max_chars)
     elif kind in ("warc", "wet"):
         yield from read_warc(path, max_chars, wet=kind == "wet")
     elif kind == "file":

@@ -19,8 +19,20 @@ Families are recognised by their fields (field lists: shared/data/formats/SCHEMA
 | redpajama-stackexchange | `text` + `meta.source == "stackexchange"` / `meta.question_score` | `text` | knowledge |
 | pes2o | `text` + `source` s2orc*/s2ag* | `text` | knowledge |
 | wikipedia (wikimedia/wikipedia) | `id`, `url` (wikipedia.org), `title`, `text` | `text` | wiki |
-| dolma | `id`, `text`, `source`, `added` | `text` | by its `source` (common-crawl -> web, pes2o -> knowledge, ...) |
+| dolma (also Dolmino, the annealing mix of OLMo 2) | `id`, `text`, `source`, `added` | `text` | by its `source` (common-crawl -> web, pes2o -> knowledge, ...) |
+| apps | `question` + `solutions` (a JSON string: a list of programs) + `input_output` / `problem_id` | the statement and ONE solution | code |
+| code-contests | `description` + `solutions` {language: [int], solution: [str]} + `public_tests` / `cf_rating` | the statement and ONE solution | code |
+| infir-synth (`infir synth`'s sft.jsonl) | `messages` + `verification` + `provenance` | the chat rendered as text | instruct |
 | common-crawl | WARC (HTML -> text) / WET files | the page text | web |
+
+APPS and CodeContests (annealing data, §2.2: "for each programming problem ... we retain a single solution and
+prioritize Python implementations"): the document is the problem statement followed by one solution in a fenced
+code block. CodeContests' language enum (1 Python 2, 2 C++, 3 Python 3, 4 Java) is ranked Python 3, Python 2, C++,
+Java, unknown; APPS' solutions are all Python (2 or 3): a solution that parses as Python 3 comes
+first. Within a rank the first solution in release order is kept. A problem without a solution is quarantined
+(`no_solution`); tests, incorrect solutions and the other solutions stay out of the metadata (only their counts).
+The OpenCoder annealing corpus (HF `save_to_disk` Arrow files, `text` + `lang`) and Dolmino need no family: their
+`text` is read and the corpus input says the domain and source name.
 
 Every other field stays in the record's metadata. A row of no known family is read from its `text`
 (or `content`/`raw_content`) field; its domain is the input's, else `curate.default_domain` ("assumed").
@@ -39,6 +51,7 @@ from infir.data.code_rules import KNOWN_LANGUAGES, language_of_path, normalize_l
 from infir.data.config import DOMAINS, InputSpec
 from infir.data.records import CODE_EXTENSIONS
 
+ARROW_SUFFIXES = (".arrow",)  # Hugging Face `save_to_disk` shards (Arrow IPC streams)
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.zstd", ".json.gz", ".json.zst", ".ndjson")  # DCLM: .zstd
 WARC_SUFFIXES = (".warc", ".warc.gz", ".arc.gz")
 WET_SUFFIXES = (".wet", ".warc.wet.gz", ".wet.gz")
@@ -46,7 +59,8 @@ TEXT_SUFFIXES = (".txt", ".md", ".rst", ".tex")
 
 TEXT_FIELDS = ("text", "content", "raw_content")
 CHAT_FIELDS = ("conversations", "conversation", "messages", "instruction", "inputs")
-TEXT_BEARING = TEXT_FIELDS + CHAT_FIELDS + ("text_list",)
+PROBLEM_FIELDS = ("question", "description")  # APPS, CodeContests: the statement (with one solution)
+TEXT_BEARING = TEXT_FIELDS + CHAT_FIELDS + PROBLEM_FIELDS + ("text_list",)
 # Fields consumed as the text (not copied into metadata).
 _CONSUMED = set(TEXT_FIELDS + CHAT_FIELDS) | {"targets", "output", "response", "input", "system", "history",
                                               "text_list", "image_list"}
@@ -92,6 +106,14 @@ def _chat_text(row: dict) -> tuple[str | None, str | None]:
 def detect_family(row: dict) -> tuple[str | None, str | None]:
     """(family, domain) of a row from its fields; (None, None) when no known release format matches."""
     keys = row.keys()
+    if "solutions" in keys and "question" in keys and ("input_output" in keys or "problem_id" in keys):
+        return "apps", "code"
+    if "solutions" in keys and "description" in keys and (
+        "public_tests" in keys or "cf_rating" in keys or "incorrect_solutions" in keys
+    ):
+        return "code-contests", "code"
+    if "messages" in keys and "verification" in keys and "provenance" in keys:
+        return "infir-synth", "instruct"
     if "content" in keys and (
         "blob_id" in keys or "max_stars_repo_path" in keys or "hexsha" in keys
         or ("path" in keys and ("language" in keys or "lang" in keys))
@@ -149,6 +171,16 @@ def extract(row: dict) -> Extracted:
         if k not in _CONSUMED and k not in ("id", "metadata", "source"):
             meta.setdefault(k, v)
     language = None
+    if family in ("apps", "code-contests"):
+        return _problem(row, family, domain, meta)
+    if family == "infir-synth":
+        text, err = _chat_text(row)
+        if err:
+            return Extracted(None, family, domain, meta=meta, error=err)
+        if "domain" in meta:  # the synthesis label (math, code, reasoning, ...), not a curation domain
+            meta["synth_domain"] = meta.pop("domain")
+        meta.pop("labels", None)  # the same numbers as `scores`
+        return Extracted(text, family, domain, meta=meta)
     if domain == "code":
         text = row.get("content")
         raw_lang = row.get("language") or row.get("lang")
@@ -161,7 +193,7 @@ def extract(row: dict) -> Extracted:
             meta.setdefault("path", path)
         meta.pop("language", None)
         meta.pop("lang", None)
-    elif domain == "instruct":
+    elif domain == "instruct" and family != "dolma":  # Dolma's FLAN/Tulu subsets are text documents already
         text, err = _chat_text(row)
         if err:
             return Extracted(None, family, domain, meta=meta, error=err)
@@ -180,11 +212,90 @@ def extract(row: dict) -> Extracted:
     return Extracted(text, family, domain, language, meta)
 
 
+# --------------------------------------------------------------------------- programming problems
+
+# CodeContests' `language` enum (deepmind/code_contests): 0 unknown, 1 Python 2, 2 C++, 3 Python 3, 4 Java.
+CODE_CONTESTS_LANGUAGES = {0: "unknown", 1: "python2", 2: "cpp", 3: "python3", 4: "java"}
+# CodeContests' `source` enum: where the problem was published.
+CODE_CONTESTS_SOURCES = {0: "unknown", 1: "codechef", 2: "codeforces", 3: "hackerearth", 4: "codejam",
+                         5: "atcoder", 6: "aizu"}
+_PROBLEM_BULK = ("solutions", "incorrect_solutions", "public_tests", "private_tests", "generated_tests",
+                 "input_output", "question", "description", "untranslated_description")
+
+
+def parses_as_python3(code: str) -> bool:
+    import ast
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # invalid escape sequences and the like: still Python 3
+        try:
+            ast.parse(code)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return False
+    return True
+
+
+def _pick_solution(candidates: list[tuple[str, str]]) -> tuple[int, str, str] | None:
+    """(index, language, code) of the solution to keep from (language, code) pairs in release order: Python 3
+    first (a "python3" that does not parse as Python 3 ranks as Python 2), then Python 2, C++, Java, unknown; the
+    first of the best rank. None when there is no non-empty solution."""
+    order = ["python3", "python2", "cpp", "java", "unknown"]
+    best: tuple[int, int, str, str] | None = None
+    for i, (lang, code) in enumerate(candidates):
+        if not isinstance(code, str) or not code.strip():
+            continue
+        if lang == "python3" and not parses_as_python3(code):
+            lang = "python2"
+        rank = order.index(lang) if lang in order else len(order)
+        if best is None or rank < best[0]:
+            best = (rank, i, lang, code)
+    return None if best is None else best[1:]
+
+
+def _problem(row: dict, family: str, domain: str | None, meta: dict[str, Any]) -> Extracted:
+    """APPS / CodeContests: the statement and one solution (Python preferred) as one document."""
+    for key in _PROBLEM_BULK:
+        meta.pop(key, None)
+    if family == "apps":
+        statement = row.get("question")
+        raw = row.get("solutions")
+        try:
+            codes = json.loads(raw) if isinstance(raw, str) and raw.strip() else raw or []
+        except json.JSONDecodeError:
+            return Extracted(None, family, domain, meta=meta, error="solutions_not_json")
+        if not isinstance(codes, list):
+            return Extracted(None, family, domain, meta=meta, error="solutions_not_a_list")
+        # APPS' solutions are Python, 2 or 3: a program that parses as Python 3 is ranked first
+        candidates = [("python3", c) for c in codes]
+    else:
+        statement = row.get("description")
+        sols = row.get("solutions") or {}
+        langs, codes = (sols.get("language") or [], sols.get("solution") or []) if isinstance(sols, dict) else ([], [])
+        if len(langs) != len(codes):
+            return Extracted(None, family, domain, meta=meta, error="solutions_malformed")
+        candidates = [(CODE_CONTESTS_LANGUAGES.get(int(lang), "unknown"), c) for lang, c in zip(langs, codes,
+                                                                                                strict=True)]
+        if isinstance(row.get("source"), int):
+            meta["contest_source"] = CODE_CONTESTS_SOURCES.get(row["source"], str(row["source"]))
+    if not isinstance(statement, str) or not statement.strip():
+        return Extracted(None, family, domain, meta=meta, error="missing_statement")
+    picked = _pick_solution(candidates)
+    if picked is None:
+        return Extracted(None, family, domain, meta=meta, error="no_solution")
+    index, lang, code = picked
+    language = "python" if lang.startswith("python") else normalize_language(lang)
+    meta.update(solution_index=index, solution_language=lang, solutions_available=len(candidates))
+    fence = "python" if language == "python" else (language or "")
+    text = f"{statement.strip()}\n\n```{fence}\n{code.rstrip()}\n```\n"
+    return Extracted(text, family, domain, language, meta)
+
+
 # --------------------------------------------------------------------------- inputs
 
 
 def kind_of(path: Path) -> str | None:
-    """The reader a file needs: wet, warc, jsonl, parquet, file (one text/code file = one record), or None."""
+    """The reader a file needs: wet, warc, jsonl, parquet, arrow, file (one text/code file = one record), or None."""
     name = path.name.lower()
     if name.endswith(WET_SUFFIXES):
         return "wet"
@@ -194,6 +305,8 @@ def kind_of(path: Path) -> str | None:
         return "jsonl"
     if name.endswith(".parquet"):
         return "parquet"
+    if name.endswith(ARROW_SUFFIXES):
+        return "arrow"
     if path.suffix.lower() in CODE_EXTENSIONS or name.endswith(TEXT_SUFFIXES):
         return "file"
     return None
@@ -205,20 +318,33 @@ def check_input_file(path: Path, spec: InputSpec) -> None:
     if kind is None:
         raise ValueError(
             f"corpus input {path}: unknown format (suffix {''.join(path.suffixes) or 'none'}); infir reads "
-            "JSONL(.gz/.zst), JSON, Parquet, WARC/WET, and text or source files"
+            "JSONL(.gz/.zst), JSON, Parquet, Arrow (Hugging Face save_to_disk), WARC/WET, and text or source files"
         )
-    if kind == "parquet":
-        import pyarrow.parquet as pq
-
+    if kind in ("parquet", "arrow"):
         try:
-            names = pq.read_schema(path).names
+            names = _schema_names(path, kind)
         except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix: say which
-            raise ValueError(f"corpus input {path}: not a readable Parquet file ({e})") from None
+            what = "Parquet" if kind == "parquet" else "Arrow"
+            raise ValueError(f"corpus input {path}: not a readable {what} file ({e})") from None
         if not any(n in names for n in TEXT_BEARING):
             raise ValueError(
                 f"corpus input {path}: no text column (has {', '.join(names)}; expected one of "
                 f"{', '.join(TEXT_BEARING)})"
             )
+
+
+def _schema_names(path: Path, kind: str) -> list[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if kind == "parquet":
+        return list(pq.read_schema(path).names)
+    with pa.memory_map(str(path)) as f:
+        try:
+            return list(pa.ipc.open_stream(f).schema.names)
+        except pa.ArrowInvalid:
+            f.seek(0)
+            return list(pa.ipc.open_file(f).schema.names)
 
 
 def check_language(spec: InputSpec) -> None:

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from infir.data.anneal import AnnealDataConfig
 from infir.data.builtin_corpus import BuiltinCorpusConfig
 from infir.data.config import CurateConfig, InputSpec
 from infir.serve.config import ExportConfig
@@ -117,6 +118,7 @@ class Recipe(BaseModel):
     curate: CurateConfig | None = None
     tokenizer: TokenizerStage | None = None
     pretrain: TrainConfig | None = None
+    anneal_data: AnnealDataConfig | None = None  # Table 8's mixture (infir/data/anneal.py), trained on by `anneal`
     anneal: TrainConfig | None = None
     eval_base: BaseEvalStage | None = None  # Table 1: the base model, few-shot
     synth: SynthStage | None = None  # SFT data synthesis: seeds -> evolve -> teacher -> reject -> label
@@ -129,6 +131,13 @@ class Recipe(BaseModel):
     vlm: VLMConfig | None = None  # InfiR-VL stages 1-3 on the base model (or vlm.lm)
     eval_vl: VLEvalStage | None = None  # Table 3
     export: ExportStage | None = None  # HF + GGUF for the edge
+
+    @model_validator(mode="after")
+    def _anneal_data(self) -> Recipe:
+        if self.anneal_data is not None and self.anneal is not None and self.anneal.sources:
+            raise ValueError("anneal.sources: with an anneal_data section the mixture's shares are "
+                             "anneal_data.sources' weights; remove anneal.sources (training reads the mixture as built)")
+        return self
 
     def stage_config(self, stage: str) -> dict[str, Any]:
         value = getattr(self, stage, None)

@@ -182,6 +182,73 @@ def curation_section(run_dir: Path, entries: list[tuple[str, dict[str, Any]]]) -
     return md
 
 
+def _share_plot(run_dir: Path, rows: list[dict[str, Any]]) -> str | None:
+    rows = [r for r in rows if r.get("configured_share")]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.42 * len(rows)))
+    names = [r["source"] for r in rows][::-1]
+    y = list(range(len(names)))
+    ax.barh([v + 0.2 for v in y], [100 * r["configured_share"] for r in rows][::-1], height=0.4, color="#9bb7d4",
+            label="configured")
+    ax.barh([v - 0.2 for v in y], [100 * r.get("share", 0) for r in rows][::-1], height=0.4, color="#4c9a6a",
+            label="in the mixture")
+    ax.set_yticks(y, names)
+    ax.set_xlabel("% of the annealing tokens")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("annealing mixture by source")
+    fig.tight_layout()
+    name = f"{PLOTS}/anneal_mixture.png"
+    fig.savefig(run_dir / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def mixture_section(run_dir: Path, entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The annealing mixture (Table 8): each source's share (configured and where from, planned, achieved), in
+    documents and tokens, its repeats and caps, and what curating the annealing files removed."""
+    md: list[str] = []
+    for name, _ in entries:
+        path = run_dir / name / "mix_stats.json"
+        if not path.exists():
+            continue
+        st = read_json(path)
+        kept_as = ", ".join(f"{d}: {n}" for d, n in sorted(st.get("web_pages_kept_as", {}).items())) or "none"
+        md += ["## Annealing mixture (Table 8)", "",
+               f"{st['tokens']:,} tokens, {st['documents']:,} documents (repeats included) from "
+               f"{sum(1 for r in st['sources'] if r.get('tokens'))} sources; planned {st['planned_tokens']:,} tokens. "
+               f"Web pages of the pretraining corpus (§2.2): {st.get('web_pages_removed', 0):,} removed, kept only "
+               f"where recall moved them to {', '.join(st.get('keep_web_recalled_as', []))} ({kept_as}). A source "
+               f"too small for its share is repeated at most x{st.get('max_repeats'):g} times.", ""]
+        rows = []
+        for r in st["sources"]:
+            configured = f"{100 * r['configured_share']:.2f}% ({r['share_from']})"
+            if "tokens" not in r or not r.get("available_documents"):
+                rows.append([r["source"], r["kind"], configured, "-", "-", 0, 0, "-", "-", r.get("note", "-")])
+                continue
+            avail = f"{r['available_documents']:,} / {r['available_tokens']:,}" + ("" if r["available_exact"] else "~")
+            rows.append([r["source"], r["kind"], configured, f"{100 * r['planned_share']:.2f}%",
+                         f"{100 * r['share']:.2f}%", f"{r['tokens']:,}",
+                         f"{r['unique_documents']:,} → {r['documents']:,}", avail,
+                         f"x{r['repeats']:.2f}" + (" (capped)" if r["capped"] else ""), r.get("note", "-")])
+        md.append(_table(["source", "kind", "configured share", "planned share", "share", "tokens",
+                          "documents (unique → written)", "available (documents / tokens)", "repeats", "note"],
+                         rows))
+        md += ["", "*planned share*: after capped sources gave up what they lack; ~: tokens estimated from a sample "
+               "(sources larger than `sample_docs`).", ""]
+        removed = [[r["source"], ", ".join(f"{k}: {v}" for k, v in sorted(r["removed_at_curation"].items()))]
+                   for r in st["sources"] if r.get("removed_at_curation")]
+        if removed:
+            md += ["Removed while curating the annealing files (decontamination, unreadable rows):", ""]
+            md.append(_table(["source", "reason: documents"], removed))
+            md.append("")
+        img = _share_plot(run_dir, st["sources"])
+        if img:
+            md += [f"![annealing mixture]({img})", ""]
+    return md
+
+
 def training_section(run_dir: Path, entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
     if not entries:
         return []
@@ -443,7 +510,8 @@ def export_section(run_dir: Path, entries: list[tuple[str, dict[str, Any]]]) -> 
 
 
 # The report section each kind of stage declares (StageSpec.report) and the function that renders it.
-SECTIONS = {"corpus": corpus_section, "curation": curation_section, "training": training_section,
+SECTIONS = {"corpus": corpus_section, "curation": curation_section, "mixture": mixture_section,
+            "training": training_section,
             "evaluation": evaluation_section,
             "table1": _paper_table_section(1, "Base model, few-shot (Table 1)"),
             "synthesis": synthesis_section, "long_cot_data": synthesis_section,

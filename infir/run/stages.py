@@ -53,7 +53,7 @@ class StageContext:
         return self.stage_dir(stage) / "model"
 
 
-ReportSection = Literal["corpus", "curation", "training", "evaluation", "table1", "synthesis", "long_cot_data",
+ReportSection = Literal["corpus", "curation", "mixture", "training", "evaluation", "table1", "synthesis", "long_cot_data",
                         "table6", "vlm", "table3", "export"]
 MODEL = "model"  # in `reads`: the model of the latest earlier model-producing stage (see `model_from`)
 
@@ -269,20 +269,102 @@ def run_pretrain_stage(ctx: StageContext) -> dict[str, Any]:
     return {**summary, "documents_by_domain": docs}
 
 
-def run_anneal_stage(ctx: StageContext) -> dict[str, Any]:
-    """Annealing (paper §2.4): the recipe's `sources` weights keep code, keep math, cut web text and add
-    synthetic reasoning data; the learning rate decays from where pretraining left it."""
-    from itertools import chain
+def _anneal_data_config(ctx: StageContext) -> Any:
+    """The recipe's anneal_data, decontaminated against what the pretraining corpus was (unless it says otherwise)."""
+    cfg = ctx.recipe.anneal_data
+    assert cfg is not None
+    if "decontam" not in cfg.curate.model_fields_set:
+        decontam = ctx.recipe.curate.decontam if ctx.recipe.curate is not None else cfg.curate.decontam
+        if ctx.data_dir is None:  # the embedded run decontaminates against its own held-out problems
+            decontam = decontam.model_copy(update={"benchmarks": ["gsm8k"]})
+        cfg = cfg.model_copy(update={"curate": cfg.curate.model_copy(update={"decontam": decontam})})
+    return cfg
 
+
+def check_anneal_data_stage(ctx: StageContext) -> None:
+    """What can be known without the curated corpus: every annealing file and synth output named exists (synth:
+    holds chats), and a source keeping its pretraining share has a pretraining to keep it from. Runs first in the
+    stage; it needs nothing earlier stages write, so a runner can call it before any stage runs. (Corpus sources,
+    and files holding no documents, are checked by `build_anneal_mix` before it does any work.)"""
+    from infir.data.anneal import check_synth
+    from infir.data.sources import resolve_inputs
+
+    cfg = ctx.recipe.anneal_data
+    if cfg is None:
+        return
+    for src in cfg.sources:
+        try:
+            if src.inputs:
+                resolve_inputs(src.inputs)
+            for path in src.synth:
+                check_synth(path, src.name)
+        except ValueError as e:
+            raise RecipeError(f"anneal_data: {e}") from None
+        if src.weight is None and ctx.recipe.pretrain is None and not (ctx.stage_dir("pretrain") / "tokens").is_dir():
+            raise RecipeError(f"anneal_data: source {src.name!r} keeps its pretraining share, but this recipe does "
+                              "not pretrain (give it a weight)")
+
+
+def run_anneal_data_stage(ctx: StageContext) -> dict[str, Any]:
+    """The annealing mixture of Table 8 (paper §2.2; infir/data/anneal.py) from the curated corpus, the annealing
+    corpora and synth runs the recipe names; `anneal` trains on it."""
+    from infir.data.anneal import build_anneal_mix, pretraining_shares
+
+    check_anneal_data_stage(ctx)
+    cfg = _anneal_data_config(ctx)
+    pretrain = None
+    if any(s.weight is None for s in cfg.sources):
+        tokens_dir = ctx.stage_dir("pretrain") / "tokens"
+        if not tokens_dir.is_dir():
+            raise RecipeError(f"anneal_data: {tokens_dir} (the pretraining token counts) is missing: run the "
+                              "pretrain stage, or give every source a weight")
+        sources = ctx.recipe.pretrain.sources if ctx.recipe.pretrain is not None else []
+        weights = {Path(s.path).name: s.weight for s in sources} or None
+        pretrain = pretraining_shares(tokens_dir, weights)
+    try:
+        stats = build_anneal_mix(cfg, ctx.stage_dir("anneal_data"), ctx.stage_dir("tokenizer"),
+                                 corpus_dir=ctx.stage_dir("curate"), benchmarks_dir=ctx.benchmarks_dir,
+                                 pretrain=pretrain)
+    except ValueError as e:
+        raise RecipeError(f"anneal_data: {e}") from None
+    return {"tokens": stats["tokens"], "documents": stats["documents"], "notes": stats["notes"],
+            "shares": {r["source"]: round(r["share"], 4) for r in stats["sources"]}}
+
+
+def run_anneal_stage(ctx: StageContext) -> dict[str, Any]:
+    """Annealing (paper §2.4): training continues on the annealing mixture (the anneal_data stage) while the
+    learning rate decays from where pretraining left it. Without an anneal_data section, the curated corpus is
+    re-weighted by domain (the recipe's `anneal.sources`) plus the embedded worked problems: not the §2.2
+    mixture."""
     from infir.train.pretrain import run_pretrain
 
-    tokens = ctx.stage_dir("anneal") / "tokens"
-    docs = tokenize_by_domain(chain(curated_records(ctx), _math_train_records(ctx)), ctx.stage_dir("tokenizer"), tokens)
     cfg = ctx.recipe.anneal
+    extra: dict[str, Any] = {}
+    if ctx.recipe.anneal_data is not None:
+        from infir.data.anneal import FORMAT
+
+        built = ctx.stage_dir("anneal_data") / "mix_stats.json"
+        stats = read_json(built) if built.exists() else {}
+        if stats.get("format") != FORMAT:
+            raise RecipeError(f"anneal: no annealing mixture in {built.parent} (run the anneal_data stage first)")
+        tokens = ctx.stage_dir("anneal_data") / "tokens"
+        budget = cfg.total_steps() * cfg.tokens_per_step()
+        extra = {"mixture_tokens": stats["tokens"], "epochs_over_mixture": round(budget / max(stats["tokens"], 1), 3)}
+        if budget > stats["tokens"]:
+            log.warning("anneal: the run reads %d tokens, the mixture holds %d: %.2f epochs over it", budget,
+                        stats["tokens"], budget / max(stats["tokens"], 1))
+    else:
+        from itertools import chain
+
+        log.info("anneal: no anneal_data section: re-weighting the curated corpus by anneal.sources (not the "
+                 "§2.2 mixture)")
+        tokens = ctx.stage_dir("anneal") / "tokens"
+        extra = {"documents_by_domain": tokenize_by_domain(chain(curated_records(ctx), _math_train_records(ctx)),
+                                                           ctx.stage_dir("tokenizer"), tokens)}
     init = None if cfg.init_from else ctx.model_dir(model_stage(ctx.recipe, "anneal"))
     summary = run_pretrain(cfg, data_dir=tokens, output=ctx.stage_dir("anneal"),
                            tokenizer_dir=ctx.stage_dir("tokenizer"), init_from=init)
-    return {**summary, "documents_by_domain": docs}
+    return {**summary, **extra}
 
 
 # --------------------------------------------------------------------------- inputs, models, teachers
@@ -795,6 +877,8 @@ STAGES: list[StageSpec] = [
     StageSpec("curate", run_curate_stage, reads=("corpus",), report="curation"),
     StageSpec("tokenizer", run_tokenizer, reads=("curate",)),
     StageSpec("pretrain", run_pretrain_stage, reads=("curate", "tokenizer"), produces="model", report="training"),
+    StageSpec("anneal_data", run_anneal_data_stage, reads=("curate", "tokenizer"), report="mixture",
+              check=check_anneal_data_stage),
     StageSpec("anneal", run_anneal_stage, reads=("curate", "tokenizer", MODEL), model_from=("pretrain",),
               produces="model", report="training"),
     StageSpec("eval_base", run_eval_base_stage, reads=(MODEL,), model_from=("anneal", "pretrain"), report="table1",

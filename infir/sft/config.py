@@ -6,6 +6,7 @@ The optimizer, schedule, runtime, logging and checkpoint parts are the trainer's
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -21,12 +22,25 @@ from infir.train.config import (
 
 
 class SFTSource(BaseModel):
-    """One SFT data file (JSON or JSONL) and how to read it."""
+    """One SFT data file (JSON, JSONL, Parquet), or a glob of them (a Hugging Face release's shards, e.g.
+    data/sft/numinamath_cot/**/*.parquet), and how to read it."""
 
     model_config = ConfigDict(extra="forbid")
     path: str
     format: Literal["auto", "alpaca", "sharegpt", "openai", "self_instruct"] = "auto"
     domain: str | None = Field(None, description="Domain label for records that carry none.")
+
+    def files(self) -> list[Path]:
+        """The files `path` names: a glob's matches (sorted), else the path itself; a glob matching nothing is
+        an error naming it."""
+        import glob
+
+        if not glob.has_magic(self.path):
+            return [Path(self.path)]
+        found = sorted(Path(p) for p in glob.glob(self.path, recursive=True) if Path(p).is_file())
+        if not found:
+            raise FileNotFoundError(f"SFT source {self.path!r} matches no file")
+        return found
 
 
 class SelectionConfig(BaseModel):

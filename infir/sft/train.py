@@ -41,7 +41,8 @@ def read_sources(cfg: SFTConfig, data: list[Path]) -> ReadResult:
     for path in data:
         result.extend(read_conversations(path))
     for src in cfg.sources:
-        result.extend(read_conversations(src.path, src.format, src.domain))
+        for path in src.files():
+            result.extend(read_conversations(path, src.format, src.domain))
     return result
 
 
@@ -72,7 +73,7 @@ def select_conversations(conversations: list[Conversation], cfg: SFTConfig,
 
 def _fingerprint(cfg: SFTConfig, data: list[Path], tokenizer: Any) -> str:
     files = []
-    for p in [*data, *(Path(s.path) for s in cfg.sources)]:
+    for p in [*data, *(f for s in cfg.sources for f in s.files())]:
         st = Path(p).stat()
         files.append([str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
     keys = cfg.model_dump(mode="json", include={"sources", "selection", "max_length", "heldout_fraction",

@@ -210,3 +210,6 @@ class TrainConfig(Composed):
         if self.max_steps is not None:
             return self.max_steps
         return max(1, int(self.max_tokens) // (self.global_batch_size * self.seq_len))
+
+    def tokens_per_step(self) -> int:
+        return self.global_batch_size * self.seq_len

@@ -1,6 +1,11 @@
 """The miniature corpus of recipes/infir-1b.yaml: one small file per source family of Table 7, in its release
 format, laid out exactly where the recipe's corpus.inputs point, plus the local stand-ins the mini overlay
-(recipes/mini/infir-1b.mini.yaml) expects: language-id model, recall seeds, tiny scorers.
+(recipes/mini/infir-1b.mini.yaml) expects: language-id model, recall seeds, tiny scorers. Also the annealing
+sources of Table 8 where the recipe's anneal_data points (Dolmino documents, the OpenCoder annealing corpus as
+Hugging Face `save_to_disk` Arrow files, APPS, CodeContests, a real `infir synth` run against a tiny local
+teacher; `build_anneal_layout`) and the SFT sets of recipes/infir-1b-sft.yaml in their release formats
+(Infinity-Instruct's real rows, Orca-AgentInstruct with string-encoded `messages`, NuminaMath-CoT, opc-sft-stage2;
+`build_sft_layout`).
 
 Texts come from ../shared/data (C4, Common Crawl, Wikipedia, MATH, GSM8K, Alpaca, Code Alpaca,
 Infinity-Instruct, RedPajama arXiv, Dolma) and the Python standard library; JavaScript, Java and C files are
@@ -14,6 +19,8 @@ import gzip
 import json
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -298,4 +305,184 @@ def build_mini_layout(root: Path, shared: Path) -> dict[str, Any]:
     make_tiny_scorer(root / "data" / "mini" / "scorers" / "fineweb-edu", sample, bias=3.4)
     make_tiny_scorer(root / "data" / "mini" / "scorers" / "finemath", sample, bias=3.4)
     write_jsonl(root / "data" / "mini" / "web_validation.jsonl", [{"text": t} for t in c4[280:300]])
+    ids.update(build_anneal_layout(root, shared))
+    build_sft_layout(root, shared)
     return ids
+
+
+def _arrow_dataset(folder: Path, rows: list[dict[str, Any]]) -> None:
+    """A Hugging Face `save_to_disk` folder: data-00000-of-00001.arrow (an Arrow IPC stream), dataset_info.json,
+    state.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows)
+    with pa.OSFile(str(folder / "data-00000-of-00001.arrow"), "wb") as sink:
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table, max_chunksize=4)
+    features = {name: {"dtype": "string", "_type": "Value"} for name in table.column_names}
+    (folder / "dataset_info.json").write_text(json.dumps({"citation": "", "description": "", "features": features,
+                                                          "homepage": "", "license": ""}))
+    (folder / "state.json").write_text(json.dumps({
+        "_data_files": [{"filename": "data-00000-of-00001.arrow"}], "_fingerprint": "0123456789abcdef",
+        "_format_columns": None, "_format_kwargs": {}, "_format_type": None, "_output_all_columns": False,
+        "_split": "train"}))
+
+
+def _dolma_rows(subset: str, texts: list[str]) -> list[dict[str, Any]]:
+    return [{"id": f"{subset}-{i}", "text": t, "added": "2024-11-24T00:00:00.000Z", "created": "2024-01-01",
+             "source": subset, "metadata": {"subset": subset}} for i, t in enumerate(texts)]
+
+
+def build_anneal_layout(root: Path, shared: Path) -> dict[str, Any]:
+    """Table 8's annealing sources where recipes/infir-1b.yaml's anneal_data points, in their release formats.
+    Returns what the tests check: the contaminated documents planted in them, and the APPS / CodeContests
+    problems with the solution a "one solution, Python preferred" reader must keep."""
+    root = Path(root)
+    anneal = root / "data" / "anneal"
+    gsm = _lines(shared / "gsm8k" / "train.jsonl")
+    gsm_test = _lines(shared / "gsm8k" / "test.jsonl")
+    alpaca = json.loads((shared / "sft" / "llamafactory" / "alpaca_en_demo.json").read_text())
+    code_alpaca = json.loads((shared / "sft" / "codealpaca" / "code_alpaca_2k.json").read_text())
+    wiki = [line.strip() for line in open(shared / "corpus" / "llamafactory" / "wiki_demo.txt") if line.strip()]
+    humaneval = _lines(shared / "humaneval" / "HumanEval.jsonl.gz")
+    out: dict[str, Any] = {}
+
+    # ---- Dolmino (allenai/dolmino-mix-1124): Dolma documents per subset; its math holds GSM8K's *train* set,
+    # plus here one page that quotes a GSM8K *test* problem (decontamination must remove it)
+    dolmino = anneal / "dolmino-mix-1124" / "data"
+    contaminated = (f"A reader asked about this one. {gsm_test[0]['question']} The worked answer: "
+                    f"{gsm_test[0]['answer'].split('####')[0]}")
+    math_texts = [f"Question: {ex['question']}\nAnswer: {ex['answer'].split('####')[0].strip()} The answer is "
+                  f"{ex['answer'].split('####')[-1].strip()}." for ex in gsm[400:440]] + [contaminated]
+    _jsonl_zst(dolmino / "math" / "gsm8k" / "gsm8k-train-0000.json.zst", _dolma_rows("gsm8k", math_texts))
+    _jsonl_gz(dolmino / "flan" / "flan-0000.json.gz", _dolma_rows("flan", [
+        f"{r['instruction']}\n\n{r['output']}" for r in alpaca[200:230]]))
+    _jsonl_gz(dolmino / "pes2o" / "pes2o-0000.json.gz", _dolma_rows("pes2o", wiki[25:27]))
+    _jsonl_gz(dolmino / "stackexchange" / "stackexchange-0000.json.gz", _dolma_rows("stackexchange", [
+        f"Q: {r['instruction']}\n\nA: {r['output']}" for r in code_alpaca[1100:1130]]))
+    _jsonl_gz(dolmino / "wiki" / "wiki-0000.json.gz", _dolma_rows("wiki", wiki[12:15]))
+    out["dolmino_contaminated"] = contaminated
+
+    # ---- the OpenCoder annealing corpus (OpenCoder-LLM/opc-annealing-corpus): save_to_disk Arrow, `text` + `lang`
+    snippets = [r["output"] for r in code_alpaca[:400] if r["output"].lstrip().startswith("def ")][:40]
+    _arrow_dataset(anneal / "opc-annealing-corpus" / "algorithmic_corpus",
+                   [{"text": t, "lang": "python"} for t in snippets])
+
+    # ---- APPS (codeparrot/apps train.jsonl): `solutions` and `input_output` are JSON strings
+    apps = []
+    picks: dict[str, str] = {}
+    py_rows = [r for r in code_alpaca[400:900] if r["output"].lstrip().startswith(("def ", "for ", "print("))][:12]
+    for k, r in enumerate(py_rows):
+        solutions = [r["output"]]
+        if k == 0:  # a Python 2 program first: the Python 3 one must be kept
+            solutions = ["n = input()\nprint 'the answer is', n\n", r["output"]]
+        question = r["instruction"] + (f"\n\n{r['input']}" if r["input"] else "")
+        apps.append({"problem_id": 4000 + k, "question": question, "solutions": json.dumps(solutions),
+                     "input_output": json.dumps({"inputs": ["1\n"], "outputs": ["1\n"]}),
+                     "difficulty": "introductory", "url": f"https://codeforces.com/problemset/problem/{k}/A",
+                     "starter_code": ""})
+        picks[question] = r["output"]
+    apps.append({"problem_id": 4100, "question": "Count the vowels of a string.", "solutions": "",
+                 "input_output": "", "difficulty": "interview", "url": "https://example.org/4100", "starter_code": ""})
+    he = humaneval[0]  # a HumanEval problem posted as a programming exercise: decontamination must remove it
+    apps.append({"problem_id": 4101, "question": he["prompt"], "solutions": json.dumps([he["prompt"] +
+                 he["canonical_solution"]]), "input_output": json.dumps({"fn_name": he["entry_point"]}),
+                 "difficulty": "interview", "url": "https://example.org/4101", "starter_code": ""})
+    write_jsonl(anneal / "apps" / "train.jsonl", apps)
+    out["apps_picks"] = picks
+    out["humaneval_contaminated"] = he["prompt"]
+
+    # ---- CodeContests (deepmind/code_contests parquet): solutions {language: [int], solution: [str]}
+    # language enum: 1 Python 2, 2 C++, 3 Python 3, 4 Java
+    cpp = "#include <cstdio>\nint main() { int n; scanf(\"%d\", &n); printf(\"%d\\n\", n * 2); return 0; }\n"
+    py3 = "n = int(input())\nprint(n * 2)\n"
+    py2 = "n = int(raw_input())\nprint n * 2\n"
+    java = "public class Main { public static void main(String[] a) { System.out.println(2); } }\n"
+    problems = [  # (languages, solutions, the solution to keep)
+        ([2, 3, 1], [cpp, py3, py2], py3), ([2, 1], [cpp, py2], py2), ([4, 2], [java, cpp], cpp), ([], [], None),
+    ] + [([3], [f"n = int(input())\nprint(n * {k + 3})\n"], f"n = int(input())\nprint(n * {k + 3})\n")
+         for k in range(6)]
+    cc, cc_picks = [], {}
+    for k, (langs, sols, keep) in enumerate(problems):
+        desc = (f"Problem {k}: you are given an integer n (1 <= n <= 10^9). Print n multiplied by {k + 2}.\n\n"
+                "Input\n\nThe only line contains n.\n\nOutput\n\nPrint one integer.")
+        cc.append({"name": f"{1000 + k}_A. Multiply {k}", "description": desc,
+                   "public_tests": {"input": ["3\n"], "output": [f"{3 * (k + 2)}\n"]},
+                   "private_tests": {"input": ["5\n"], "output": [f"{5 * (k + 2)}\n"]},
+                   "generated_tests": {"input": ["7\n"] * 3, "output": [f"{7 * (k + 2)}\n"] * 3},
+                   "source": 2, "difficulty": 7, "solutions": {"language": langs, "solution": sols},
+                   "incorrect_solutions": {"language": [3], "solution": ["print(0)\n"]},
+                   "cf_contest_id": 1000 + k, "cf_index": "A", "cf_points": 500.0, "cf_rating": 800,
+                   "cf_tags": ["math", "implementation"], "is_description_translated": False,
+                   "untranslated_description": "", "time_limit": {"seconds": 1, "nanos": 0},
+                   "memory_limit_bytes": 256000000, "input_file": "", "output_file": ""})
+        if keep is not None:
+            cc_picks[desc] = keep
+    _parquet(anneal / "code_contests" / "data" / "train-00000-of-00001.parquet", cc)
+    out["code_contests_picks"] = cc_picks
+
+    # ---- synthetic data: a real `infir synth` run (seeds -> evolve -> teacher -> verify -> label) against a tiny
+    # local teacher model (its answers are noise: what matters here is the output format and its provenance). In
+    # its own process, as a user runs it: in the test process, its torch work left fastText's recall training
+    # (run later in the same process by other tests) diverging with "Encountered NaN" in about 1 run of 4.
+    seeds = root / "data" / "seeds" / "synth_seeds.json"
+    seeds.parent.mkdir(parents=True, exist_ok=True)
+    seeds.write_text(json.dumps([{"instruction": r["instruction"], "input": r["input"], "output": r["output"]}
+                                 for r in alpaca[400:406]]))
+    (root / "data" / "seeds" / "synth.yaml").write_text(json.dumps({
+        "teacher": {"concurrency": 4, "max_tokens": 24, "temperature": 0.8},
+        "evolve": {"per_seed": 1, "min_chars": 5, "max_copy_similarity": 0.99},
+        "respond": {"candidates": 2},
+        "reject": {"min_chars": 1, "min_reasoning_steps": 0},
+        "label": {"min_quality": 1, "keep_unjudged": True},
+        "batch_size": 8,
+    }))
+    script = (
+        "import sys; from pathlib import Path; from tests.conftest import make_tiny_model_dir\n"
+        "from infir.synth.config import load_synth_config; from infir.synth.pipeline import run_synth\n"
+        "root = Path(sys.argv[1])\n"
+        "teacher = make_tiny_model_dir(root / 'models' / 'tiny-teacher')\n"
+        "cfg = load_synth_config(root / 'data' / 'seeds' / 'synth.yaml')\n"
+        "run_synth(cfg, [root / 'data' / 'seeds' / 'synth_seeds.json'], str(teacher), root / 'data' / 'anneal' / 'synth')\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script, str(root)], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"infir synth (the annealing layout's synthetic data) failed:\n{done.stderr[-3000:]}")
+    return out
+
+
+def build_sft_layout(root: Path, shared: Path) -> dict[str, int]:
+    """recipes/infir-1b-sft.yaml's SFT sets in their release formats; returns the rows written per set."""
+    sft = Path(root) / "data" / "sft"
+    alpaca = json.loads((shared / "sft" / "llamafactory" / "alpaca_en_demo.json").read_text())
+    code_alpaca = json.loads((shared / "sft" / "codealpaca" / "code_alpaca_2k.json").read_text())
+    math = _lines(shared / "math" / "train.jsonl.gz")
+    inf = sft / "infinity_instruct" / "Gen" / "train-00000-of-00015.parquet"  # BAAI/Infinity-Instruct: real rows
+    inf.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shared / "formats" / "infinity_instruct" / "infinity_instruct_Gen_train-00000-of-00015.head100.parquet",
+                inf)
+    # microsoft/orca-agentinstruct-1M-v1: one file per split, `messages` a JSON-encoded string (system turn empty)
+    orca = {}
+    for split, rows in (("analytical_reasoning", alpaca[600:615]), ("text_modification", alpaca[615:630])):
+        orca[split] = [{"messages": json.dumps([
+            {"role": "system", "content": ""},
+            {"role": "user", "content": r["instruction"] + (f"\n\n{r['input']}" if r["input"] else "")},
+            {"role": "assistant", "content": r["output"]}])} for r in rows]
+    orca["analytical_reasoning"].append({"messages": "[{\"role\": \"user\", \"content\": \"cut off"})  # torn row
+    for split, rows in orca.items():
+        _parquet(sft / "orca_agentinstruct" / "data" / f"{split}-00000-of-00001.parquet", rows)
+    # AI-MO/NuminaMath-CoT: source, problem, solution, messages
+    numina = [{"source": "math", "problem": m["problem"], "solution": m["solution"],
+               "messages": [{"role": "user", "content": m["problem"]}, {"role": "assistant", "content": m["solution"]}]}
+              for m in math[300:330]]
+    _parquet(sft / "numinamath_cot" / "data" / "train-00000-of-00005.parquet", numina)
+    # OpenCoder-LLM/opc-sft-stage2, educational_instruct: instruction, output (+ code, entry_point, testcase)
+    opc = [{"seq_id": i, "instruction": r["instruction"] + (f"\n\n{r['input']}" if r["input"] else ""),
+            "output": r["output"], "code": r["output"], "entry_point": "", "testcase": []}
+           for i, r in enumerate(code_alpaca[1300:1330])]
+    _parquet(sft / "opc_sft_stage2" / "educational_instruct" / "train-00000-of-00001.parquet", opc)
+    return {"infinity_instruct": 100, "orca_agentinstruct": 31, "numinamath_cot": len(numina),
+            "opc_sft_stage2": len(opc)}

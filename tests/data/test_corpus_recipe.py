@@ -5,12 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import pytest
-
-from infir.utils.io import read_json, read_jsonl
-from tests.data.mini_layout import build_mini_layout
 
 REPO = Path(__file__).resolve().parents[2]
 OVERLAY = REPO / "recipes" / "mini" / "infir-1b.mini.yaml"
@@ -24,28 +18,12 @@ def test_the_overlay_changes_only_sizes_and_paths() -> None:
     mini = load_recipe(REPO / "recipes" / "infir-1b.yaml", overlays=[OVERLAY])
     assert mini.corpus == full.corpus and mini.curate.steps == full.curate.steps
     assert mini.curate.heuristics == full.curate.heuristics and mini.curate.decontam == full.curate.decontam
+    assert mini.anneal_data.sources == full.anneal_data.sources  # the mixture's sources and weights stay the paper's
+    assert mini.anneal_data.max_repeats == full.anneal_data.max_repeats
 
 
-@pytest.fixture(scope="module")
-def mini_run(tmp_path_factory, shared_data) -> dict[str, Any]:
-    pytest.importorskip("fasttext")
-    from infir.run.runner import run_recipe
-
-    root = tmp_path_factory.mktemp("mini-corpus")
-    layout = build_mini_layout(root, shared_data)
-    cwd = Path.cwd()
-    import os
-
-    os.chdir(root)  # the recipe's paths are relative to the working directory, as for a user
-    try:
-        run_dir = run_recipe(REPO / "recipes" / "infir-1b.yaml", runs_dir=root / "runs", data_dir=shared_data,
-                             only="corpus,curate,tokenizer", overlays=[OVERLAY])
-    finally:
-        os.chdir(cwd)
-    kept = [r for p in sorted((run_dir / "curate").glob("*.jsonl.gz")) for r in read_jsonl(p)]
-    rejects = [r for p in sorted((run_dir / "curate" / "rejects").glob("*.jsonl.gz")) for r in read_jsonl(p)]
-    return {"root": root, "run": run_dir, "layout": layout, "kept": kept, "rejects": rejects,
-            "stats": read_json(run_dir / "curate" / "stats.json")}
+# `mini_run` (tests/data/conftest.py): the layout and its corpus -> curate -> tokenizer run, shared with
+# test_paper_recipes.py, which continues it through pretrain, anneal_data, anneal and eval.
 
 
 def _url(r: dict) -> str | None:
