@@ -210,6 +210,31 @@ def _worksheets(problems: list[MathProblem], per_page: int) -> Iterator[dict]:
 # --------------------------------------------------------------------------- stdlib text
 
 
+def _python_excerpt(source: str, max_chars: int) -> str:
+    """At most `max_chars` of a module, cut before a top-level statement so the excerpt still parses (a file
+    cut mid-function is what the code rules drop as a syntax error); "" when no cut parses."""
+    import ast
+
+    if len(source) <= max_chars:
+        return source
+    lines = source.splitlines(keepends=True)
+    cuts, size = [], 0
+    for i, line in enumerate(lines):
+        if size > max_chars:
+            break
+        if i and line[:1].isalpha():  # a line that starts a top-level statement
+            cuts.append(i)
+        size += len(line)
+    for cut in reversed(cuts):
+        text = "".join(lines[:cut])
+        try:
+            ast.parse(text)
+        except SyntaxError:
+            continue
+        return text
+    return ""
+
+
 def _stdlib_code(cfg: BuiltinCorpusConfig, rng: random.Random, heldout: bool = False) -> Iterator[dict]:
     """Standard-library modules; `heldout` gives the next `heldout_code_files` ones (never trained on)."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
@@ -217,7 +242,9 @@ def _stdlib_code(cfg: BuiltinCorpusConfig, rng: random.Random, heldout: bool = F
     random.Random(cfg.seed).shuffle(files)
     chosen = files[cfg.code_files : cfg.code_files + cfg.heldout_code_files] if heldout else files[: cfg.code_files]
     for path in chosen:
-        text = path.read_text(encoding="utf-8", errors="replace")[: cfg.max_code_chars]
+        text = _python_excerpt(path.read_text(encoding="utf-8", errors="replace"), cfg.max_code_chars)
+        if not text:
+            continue
         yield {
             "id": f"code/{path.name}",
             "text": text,

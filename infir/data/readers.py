@@ -63,6 +63,14 @@ def _from_row(row: object, source: str, line: int, max_chars: int) -> Item:
         meta["domain"], meta["domain_from"] = ex.domain, "format"
     if ex.language:
         meta["language_code"] = ex.language
+    elif meta.get("domain") == "code" and "language_code" not in meta:
+        # infir's own records (curated shards, the embedded corpus) say a code file's language as metadata
+        # `language` or by its `path`
+        from infir.data.code_rules import language_of_path, normalize_language
+
+        lang = normalize_language(meta.get("language")) or language_of_path(meta.get("path"))
+        if lang:
+            meta["language_code"] = lang
     rid = str(row["id"]) if row.get("id") not in (None, "") else stable_id(source, f"line{line}")
     named = row.get("source")  # a release's own source name (Dolma); CodeContests' `source` is an int enum
     return _check(Record(rid, ex.text, named if isinstance(named, str) and named else source, meta), max_chars)

@@ -75,3 +75,22 @@ def test_parquet_output_round_trips(tmp_path):
     assert stats["kept"] == 3 and len(shards) == 1
     back = [r for r in read_path(shards[0]) if isinstance(r, Record)]
     assert [r.id for r in back] == ["r0", "r1", "r2"] and back[2].metadata["k"] == 2
+
+
+def test_the_embedded_corpus_code_files_survive_curation(tmp_path):
+    """Regression: infir's own records say a code file's language as metadata `language`/`path`; the code
+    language allowlist dropped every embedded stdlib file as code_language_unknown (the demo lost all its code), and
+    files cut mid-function at max_code_chars failed the syntax check."""
+    from infir.data.builtin_corpus import BuiltinCorpusConfig, build_corpus
+    from infir.data.config import CurateConfig
+    from infir.data.pipeline import run_curate
+
+    build_corpus(BuiltinCorpusConfig(code_files=12, doc_modules=5, math_train=20, math_test=2, boilerplate_pages=2,
+                                     short_pages=2, contaminated_pages=0), tmp_path / "corpus")
+    rows = [r for r in read_path(tmp_path / "corpus" / "corpus.jsonl") if isinstance(r, Record)]
+    code = [r for r in rows if r.domain == "code"]
+    assert code and all(r.metadata["language_code"] == "python" for r in code)
+    stats = run_curate(CurateConfig(), [tmp_path / "corpus" / "corpus.jsonl"], tmp_path / "out")
+    code_stats = stats["domains"]["code"]
+    assert "code_language_unknown" not in code_stats["dropped"] and "python_syntax_error" not in code_stats["dropped"]
+    assert code_stats["kept"] >= 0.6 * code_stats["input"], code_stats  # the rest: planted duplicates, lint
