@@ -23,28 +23,20 @@ import argparse
 import gzip
 import json
 import os
-import random
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from curation_scale import DATA, LAST_CPU, REPO, base_documents, run_one, shuffle_windows  # noqa: E402
+from curation_scale import DATA, LAST_CPU, REPO, corpus_rows, run_one  # noqa: E402
 
 DOMAINS = [("math", "open-web-math"), ("code", "the-stack-v2"), ("knowledge", "stackexchange"),
            ("wiki", "wikipedia")]
 
 
 def build(root: Path, scale: int, data: Path, seed: int = 0) -> dict:
-    base = base_documents(data)
-    rows = []
-    for rep in range(scale):
-        for j, (doc_id, text) in enumerate(base):
-            if rep:
-                text = shuffle_windows(text, random.Random(f"{seed}-{rep}-{j}"))
-            rows.append((f"{doc_id}-r{rep}", text))
-    random.Random(seed).shuffle(rows)
+    rows = corpus_rows(scale, data, seed)
     corpus = root / "curated"
     corpus.mkdir(parents=True)
     shard, size, n = None, 0, 0

@@ -80,15 +80,22 @@ def shuffle_windows(text: str, rng: random.Random) -> str:
     return "\n".join(out)
 
 
-def build_corpus(path: Path, scale: int, data: Path, seed: int = 0) -> dict:
+def corpus_rows(scale: int, data: Path, seed: int = 0) -> list[tuple[str, str]]:
+    """(id, text) of `scale` copies of the base documents, every copy after the first with shuffled word
+    windows (so repeats are not exact duplicates), in a seeded random order."""
     base = base_documents(data)
     rows = []
     for rep in range(scale):
         for j, (doc_id, text) in enumerate(base):
             if rep:
                 text = shuffle_windows(text, random.Random(f"{seed}-{rep}-{j}"))
-            rows.append({"id": f"{doc_id}-r{rep}", "text": text})
+            rows.append((f"{doc_id}-r{rep}", text))
     random.Random(seed).shuffle(rows)
+    return rows
+
+
+def build_corpus(path: Path, scale: int, data: Path, seed: int = 0) -> dict:
+    rows = [{"id": doc_id, "text": text} for doc_id, text in corpus_rows(scale, data, seed)]
     with gzip.open(path, "wt", encoding="utf-8", compresslevel=6) as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import inspect
 import re
 import warnings
 from collections.abc import Callable
@@ -179,13 +178,9 @@ ALL_RULES = {r.__name__: r for r in GENERAL_RULES + tuple(r for rs in LANGUAGE_R
 
 
 def validate_thresholds(thresholds: dict[str, dict]) -> None:
-    for name, overrides in thresholds.items():
-        if name not in ALL_RULES:
-            raise ValueError(f"code.thresholds: unknown rule {name!r} (known: {', '.join(ALL_RULES)})")
-        params = inspect.signature(ALL_RULES[name]).parameters
-        bad = [k for k in overrides if k not in params or k == "text"]
-        if bad:
-            raise ValueError(f"code.thresholds.{name}: unknown setting(s) {bad}")
+    from infir.utils.config import check_overrides
+
+    check_overrides("code.thresholds", ALL_RULES, thresholds, "text")
 
 
 def rules_for(language: str | None, thresholds: dict[str, dict] | None = None) -> list[Rule]:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from infir.data.config import DOMAINS, STEP_NAMES, CurateConfig
 from infir.data.records import Record
+from infir.utils.config import check_overrides
 from infir.utils.log import get_logger
 
 log = get_logger(__name__)
@@ -162,19 +163,12 @@ def langid_step(ctx: StepContext) -> Step:
 
 def _heuristic_filters(cfg: CurateConfig) -> dict[str, Callable]:
     import functools
-    import inspect
 
     from infir.data import heuristics as h
 
     hc = cfg.heuristics
     known = {f.__name__: f for f in (h.gopher_repetition, h.gopher_quality, h.c4_quality, h.fineweb_quality)}
-    for name, overrides in hc.thresholds.items():
-        if name not in known:
-            raise ValueError(f"heuristics.thresholds: unknown filter '{name}' (known: {', '.join(known)})")
-        params = inspect.signature(known[name]).parameters
-        bad = [k for k in overrides if k not in params or k == "doc"]
-        if bad:
-            raise ValueError(f"heuristics.thresholds.{name}: unknown setting(s) {bad}")
+    check_overrides("heuristics.thresholds", known, hc.thresholds, "doc")
     return {n: functools.partial(f, **hc.thresholds.get(n, {})) for n, f in known.items()}
 
 

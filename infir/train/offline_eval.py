@@ -96,17 +96,25 @@ def _first(row: dict, names: tuple[str, ...], path: Path) -> Any:
     raise ValueError(f"{path}: none of the fields {names} in a row with fields {sorted(row)}")
 
 
-def load_answer_items(ref: str, limit: int, data_dir: str | None = None) -> list[tuple[str, str]]:
-    """(prompt, answer) pairs: an eval task's own items, or a generic JSONL file of
-    {prompt|question|problem, answer|solution|completion}."""
+def _task_items(ref: str, limit: int, data_dir: str | None) -> Any:
+    """The eval task's own NLL items when `ref` names a task (or its test file), else None."""
     from infir.eval.tasks import resolve_task
 
     resolved = resolve_task(ref, data_dir)
-    if resolved is not None:
-        task, task_dir = resolved
-        if task.nll_items is None:
-            raise ValueError(f"task {task.name!r} declares no items for the offline NLL evals")
-        return task.nll_items(task_dir, limit).answers
+    if resolved is None:
+        return None
+    task, task_dir = resolved
+    if task.nll_items is None:
+        raise ValueError(f"task {task.name!r} declares no items for the offline NLL evals")
+    return task.nll_items(task_dir, limit)
+
+
+def load_answer_items(ref: str, limit: int, data_dir: str | None = None) -> list[tuple[str, str]]:
+    """(prompt, answer) pairs: an eval task's own items, or a generic JSONL file of
+    {prompt|question|problem, answer|solution|completion}."""
+    items_of_task = _task_items(ref, limit, data_dir)
+    if items_of_task is not None:
+        return items_of_task.answers
     path = Path(ref)
     items = []
     for row in read_jsonl(path):
@@ -120,14 +128,9 @@ def load_answer_items(ref: str, limit: int, data_dir: str | None = None) -> list
 def load_choice_items(ref: str, limit: int, data_dir: str | None = None) -> list[tuple[str, list[str], int]]:
     """(prompt, options, correct index): an eval task's own items, or a generic JSONL file of
     {prompt|question, options|choices, answer_index|answer}."""
-    from infir.eval.tasks import resolve_task
-
-    resolved = resolve_task(ref, data_dir)
-    if resolved is not None:
-        task, task_dir = resolved
-        if task.nll_items is None:
-            raise ValueError(f"task {task.name!r} declares no items for the offline NLL evals")
-        return task.nll_items(task_dir, limit).choices
+    items_of_task = _task_items(ref, limit, data_dir)
+    if items_of_task is not None:
+        return items_of_task.choices
     path = Path(ref)
     items: list[tuple[str, list[str], int]] = []
     for row in read_jsonl(path):

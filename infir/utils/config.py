@@ -150,3 +150,17 @@ def moved_keys(data: Any, moves: dict[str, str]) -> None:
     if found:
         hints = "; ".join(f"'{k}' is now '{moves[k]}'" for k in found)
         raise ValueError(f"settings that moved: {hints}")
+
+
+def check_overrides(section: str, known: dict[str, Any], overrides: dict[str, dict], reserved: str) -> None:
+    """Per-function keyword overrides (`{name: {param: value}}`) name known functions and their parameters only
+    (`reserved`: the parameter the data goes in); a ValueError says which setting under `section` is wrong."""
+    import inspect
+
+    for name, values in overrides.items():
+        if name not in known:
+            raise ValueError(f"{section}: unknown filter {name!r} (known: {', '.join(known)})")
+        params = inspect.signature(known[name]).parameters
+        bad = [k for k in values if k not in params or k == reserved]
+        if bad:
+            raise ValueError(f"{section}.{name}: unknown setting(s) {bad}")
