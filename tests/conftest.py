@@ -14,7 +14,14 @@ torch.set_num_threads(1)
 
 
 def shared_data_dir() -> Path:
-    return Path(os.environ.get("INFIR_SHARED_DATA", REPO.parent / "shared" / "data"))
+    """$INFIR_SHARED_DATA, else shared/data beside the checkout, else the workspace's /work/shared/data (a
+    clone made elsewhere, e.g. under /tmp)."""
+    if os.environ.get("INFIR_SHARED_DATA"):
+        return Path(os.environ["INFIR_SHARED_DATA"])
+    for candidate in (REPO.parent / "shared" / "data", Path("/work/shared/data")):
+        if candidate.is_dir():
+            return candidate
+    return REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")

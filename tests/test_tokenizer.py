@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from infir.model.chat_template import render_chat
 from infir.model.tokenizer import LLAMA3_SPECIAL_TOKENS, load_tokenizer, train_bpe_tokenizer
+from tests.conftest import shared_data_dir
 
 MESSAGES = [
     {"role": "system", "content": "Be brief."},
@@ -18,7 +18,7 @@ MESSAGES = [
 
 
 def _shared_data() -> Path:
-    root = Path(os.environ.get("INFIR_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+    root = shared_data_dir()
     if not root.is_dir():
         pytest.skip(f"shared data not found at {root}")
     return root

@@ -18,8 +18,9 @@ from infir.eval.tasks.mmmu import (
     parse_multi_choice,
     parse_open,
 )
+from tests.conftest import shared_data_dir
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "formats" / "mmmu"
+SHARED = shared_data_dir() / "formats" / "mmmu"
 REAL_ROWS = SHARED / "mmmu_pro_mix_data.head40.jsonl"
 
 

@@ -81,11 +81,15 @@ FORGER = r'''
 import os, re, sys
 blobs = [open(__file__ if "__file__" in globals() else "program.py", "rb").read(), " ".join(sys.argv).encode(),
          repr(dict(os.environ)).encode()]
-for root in (".", "/tmp", "/dev/shm", os.path.expanduser("~")):
+seen = 0  # bounded: a checkout (and its venv) under /tmp is visible in the sandbox and holds ~100k files
+for root in (".", "/dev/shm", os.path.expanduser("~"), "/tmp"):
     for dirpath, _, files in os.walk(root):
         for name in files:
+            if seen >= 3000:
+                break
+            seen += 1
             try:
-                blobs.append(open(os.path.join(dirpath, name), "rb").read(1 << 20))
+                blobs.append(open(os.path.join(dirpath, name), "rb").read(1 << 16))
             except OSError:
                 pass
 for pid in os.listdir("/proc"):
