@@ -32,6 +32,7 @@ here; a Qwen2.5 tokenizer folder keeps its own full template for those.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 BEGIN_OF_TEXT = "<|begin_of_text|>"
 START_HEADER = "<|start_header_id|>"
@@ -69,9 +70,44 @@ CHATML_CHAT_TEMPLATE = (
 )
 
 
+@dataclass(frozen=True)
+class ChatLayout:
+    """A chat format as plain strings, for code that builds token ids turn by turn (the VLM's encoder, which
+    puts image slots inside turns and learns only the assistant's) and for the plain-Python renderers below."""
+
+    begin: str  # once, before the first turn (Llama 3's BOS; nothing for ChatML)
+    turn_open: str  # opens a turn; "{role}" stands for the role (also the generation prompt for "assistant")
+    end_of_turn: str  # the special token that closes every turn (learned at the end of assistant turns)
+    after_turn: str = ""  # text after end_of_turn (ChatML's newline; never learned)
+    default_system: str | None = None  # system text used when a conversation brings none
+
+    def header(self, role: str) -> str:
+        return self.turn_open.replace("{role}", role)
+
+    def turns(self, messages: Sequence[Mapping]) -> list[tuple[str, str]]:
+        """(role, content) of every turn the layout writes, the default system turn included; checked."""
+        checked = [_check_message(i, m) for i, m in enumerate(messages)]
+        if self.default_system is not None and (not checked or checked[0][0] != "system"):
+            checked.insert(0, ("system", self.default_system))
+        return checked
+
+    def render(self, messages: Sequence[Mapping], add_generation_prompt: bool = False) -> str:
+        parts = [self.begin]
+        parts += [f"{self.header(role)}{content}{self.end_of_turn}{self.after_turn}"
+                  for role, content in self.turns(messages)]
+        if add_generation_prompt:
+            parts.append(self.header("assistant"))
+        return "".join(parts)
+
+
+LLAMA3_LAYOUT = ChatLayout(begin=BEGIN_OF_TEXT, turn_open=f"{START_HEADER}{{role}}{END_HEADER}\n\n", end_of_turn=EOT)
+CHATML_LAYOUT = ChatLayout(begin="", turn_open=f"{IM_START}{{role}}\n", end_of_turn=IM_END, after_turn="\n",
+                           default_system=QWEN25_DEFAULT_SYSTEM)
+
+
 def header(role: str) -> str:
-    """The header that opens a turn of `role` (also the generation prompt for 'assistant')."""
-    return f"{START_HEADER}{role}{END_HEADER}\n\n"
+    """The Llama 3 header that opens a turn of `role` (also the generation prompt for 'assistant')."""
+    return LLAMA3_LAYOUT.header(role)
 
 
 def _check_message(i: int, message: Mapping) -> tuple[str, str]:
@@ -85,25 +121,12 @@ def _check_message(i: int, message: Mapping) -> tuple[str, str]:
 
 def render_chat(messages: Sequence[Mapping], add_generation_prompt: bool = False) -> str:
     """Render `messages` ([{"role", "content"}, ...]) exactly as LLAMA3_CHAT_TEMPLATE does."""
-    parts = [BEGIN_OF_TEXT]
-    for i, message in enumerate(messages):
-        role, content = _check_message(i, message)
-        parts.append(f"{header(role)}{content}{EOT}")
-    if add_generation_prompt:
-        parts.append(header("assistant"))
-    return "".join(parts)
+    return LLAMA3_LAYOUT.render(messages, add_generation_prompt)
 
 
 def render_chatml(messages: Sequence[Mapping], add_generation_prompt: bool = False) -> str:
     """Render `messages` exactly as CHATML_CHAT_TEMPLATE does (Qwen2.5's layout)."""
-    parts = []
-    checked = [_check_message(i, m) for i, m in enumerate(messages)]
-    if not checked or checked[0][0] != "system":
-        parts.append(f"{IM_START}system\n{QWEN25_DEFAULT_SYSTEM}{IM_END}\n")
-    parts += [f"{IM_START}{role}\n{content}{IM_END}\n" for role, content in checked]
-    if add_generation_prompt:
-        parts.append(f"{IM_START}assistant\n")
-    return "".join(parts)
+    return CHATML_LAYOUT.render(messages, add_generation_prompt)
 
 
 def render_with_tokenizer(tokenizer, messages: Sequence[Mapping], add_generation_prompt: bool = False) -> str:

@@ -17,7 +17,13 @@ import torch
 from torch import nn
 
 from infir.model import llama, qwen2
-from infir.model.chat_template import CHATML_CHAT_TEMPLATE, LLAMA3_CHAT_TEMPLATE
+from infir.model.chat_template import (
+    CHATML_CHAT_TEMPLATE,
+    CHATML_LAYOUT,
+    LLAMA3_CHAT_TEMPLATE,
+    LLAMA3_LAYOUT,
+    ChatLayout,
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,8 @@ class Architecture:
     gguf_hparams: Callable[[Any], dict[str, Any]]  # "{arch}." keys beyond the common ones
     chat_template: str  # Jinja, for tokenizers that bring none
     chat_tokens: tuple[str, ...]  # the special tokens that template writes
+    chat_layout: ChatLayout  # the same layout as strings, for encoders that build ids turn by turn (the VLM)
+    image_token: str  # the reserved token of the family's tokenizer that a VLM's image features replace
     bos_token: str | None  # prepended to plain text (None: nothing, as Qwen)
     end_of_text: str  # ends a plain document (pretraining)
     end_of_turn: str  # ends an assistant turn (chat)
@@ -56,6 +64,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         hf_key_adapter=_hf_keys, gguf_arch="llama", gguf_tensor=llama.gguf_tensor,
         gguf_extra_tensors=llama.gguf_extra_tensors, gguf_hparams=llama.gguf_hparams,
         chat_template=LLAMA3_CHAT_TEMPLATE, chat_tokens=("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+        chat_layout=LLAMA3_LAYOUT, image_token="<|reserved_special_token_3|>",
         bos_token="<|begin_of_text|>", end_of_text="<|end_of_text|>", end_of_turn="<|eot_id|>",
         # end of a message that continues with a tool result: Llama 3.1/3.2 Instruct's generation_config stops
         # there too (eos [128001, 128008, 128009]), as does llama.cpp
@@ -66,6 +75,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         hf_key_adapter=_hf_keys, gguf_arch="qwen2", gguf_tensor=qwen2.gguf_tensor,
         gguf_extra_tensors=qwen2.gguf_extra_tensors, gguf_hparams=qwen2.gguf_hparams,
         chat_template=CHATML_CHAT_TEMPLATE, chat_tokens=("<|im_start|>", "<|im_end|>"),
+        chat_layout=CHATML_LAYOUT, image_token="<|image_pad|>",  # Qwen2-VL's image slot token
         bos_token=None, end_of_text="<|endoftext|>", end_of_turn="<|im_end|>",
     ),
 }
@@ -202,10 +212,37 @@ def special_ids(tokenizer: Any, preferred: Architecture | None = None) -> dict[s
             "end_of_text": getattr(tokenizer, "eos_token_id", None), "end_of_turn": None}
 
 
-def default_chat_template(tokenizer: Any) -> str | None:
-    """The template of the first family whose chat tokens the tokenizer has (None: no family fits)."""
+def chat_family(tokenizer: Any) -> Architecture | None:
+    """The first family whose chat tokens the tokenizer has (None: no family fits). The chat format follows
+    the tokenizer, not the model: a Qwen2 model trained with a Llama 3 tokenizer chats in Llama 3's layout."""
     vocab = tokenizer.get_vocab()
     for arch in ARCHITECTURES.values():
         if all(t in vocab for t in arch.chat_tokens):
-            return arch.chat_template
+            return arch
     return None
+
+
+def default_chat_template(tokenizer: Any) -> str | None:
+    """The template of the tokenizer's chat family (None: no family fits)."""
+    family = chat_family(tokenizer)
+    return family.chat_template if family is not None else None
+
+
+def _chat_family_or_error(tokenizer: Any) -> Architecture:
+    family = chat_family(tokenizer)
+    if family is None:
+        raise ValueError("the tokenizer has the chat tokens of no supported family ("
+                         + "; ".join(f"{a.model_type}: {', '.join(a.chat_tokens)}" for a in ARCHITECTURES.values())
+                         + ")")
+    return family
+
+
+def chat_layout(tokenizer: Any) -> ChatLayout:
+    """The chat layout of the tokenizer's family; ValueError naming every family's tokens when none fits."""
+    return _chat_family_or_error(tokenizer).chat_layout
+
+
+def image_token(tokenizer: Any) -> str:
+    """The token a VLM's image features replace, by the tokenizer's family (Llama 3: a reserved special
+    token; Qwen2.5: <|image_pad|>)."""
+    return _chat_family_or_error(tokenizer).image_token

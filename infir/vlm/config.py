@@ -126,7 +126,9 @@ class VLMConfig(Composed):
     lm: Path | None = None
     vision: VisionConfig = Field(default_factory=VisionConfig)
     projector: ProjectorConfig = Field(default_factory=ProjectorConfig)
-    image_token: str = "<|reserved_special_token_3|>"  # the tokenizer token image features replace
+    # the tokenizer token image features replace; null: the one the registry names for the tokenizer's family
+    # (Llama 3: <|reserved_special_token_3|>, Qwen2.5: <|image_pad|>)
+    image_token: str | None = None
     llava_json: list[Path] = Field(default_factory=list)  # extra real LLaVA-format data (kind "llava")
     clean: CleanConfig = Field(default_factory=CleanConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)

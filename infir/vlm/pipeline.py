@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from infir.model import registry
 from infir.model.hf_io import load_model
 from infir.model.tokenizer import load_tokenizer
 from infir.train.loop import use_bf16
@@ -202,6 +203,7 @@ def run_vlm(cfg: VLMConfig, lm_dir: Path, output: Path) -> dict[str, Any]:
     amp = torch.bfloat16 if use_bf16(cfg.runtime, device) else None
     data_summary = build_data(cfg, output / "data")
     tokenizer = load_tokenizer(lm_dir)
+    image_token = cfg.image_token or registry.image_token(tokenizer)
     model: VisionLanguageModel | None = None
     summaries: list[dict] = []
     for i, stage in enumerate(cfg.stages):
@@ -213,7 +215,7 @@ def run_vlm(cfg: VLMConfig, lm_dir: Path, output: Path) -> dict[str, Any]:
             continue
         if model is None:
             lm = load_model(lm_dir)
-            model = build_vlm(cfg.vision, lm, tokenizer, cfg.image_token, cfg.projector.hidden_size)
+            model = build_vlm(cfg.vision, lm, tokenizer, image_token, cfg.projector.hidden_size)
         model = model.float().to(device)
         encoder = ConversationEncoder(tokenizer, model.image_token_id, model.num_image_tokens, stage.max_length)
         samples = stage_samples(stage, output / "data", random.Random(cfg.runtime.seed + i))
@@ -225,7 +227,7 @@ def run_vlm(cfg: VLMConfig, lm_dir: Path, output: Path) -> dict[str, Any]:
                               evaluate=scorer)
         summary["unencodable"] = len(bad)
         summaries.append(summary)
-        save_vlm(model.cpu(), stage_dir, tokenizer, cfg.image_token, extra={"stage_summary": summary})
+        save_vlm(model.cpu(), stage_dir, tokenizer, image_token, extra={"stage_summary": summary})
         model = model.to(device)
     if model is None:
         raise ValueError("the config has no stages")
@@ -234,7 +236,7 @@ def run_vlm(cfg: VLMConfig, lm_dir: Path, output: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     metrics.update(evaluate_vlm(model, tokenizer, cfg, output / "data", device))
     metrics["eval_seconds"] = round(time.perf_counter() - t0, 1)
-    save_vlm(model.cpu(), output / "model", tokenizer, cfg.image_token)
+    save_vlm(model.cpu(), output / "model", tokenizer, image_token)
     if plot_training(summaries, output / "training.png"):
         metrics["training_plot"] = "training.png"
     atomic_write_json(output / "metrics.json", metrics)

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from infir.model.chat_template import EOT, header
+from infir.model import registry
+from infir.model.chat_template import ChatLayout
 
 IMAGE_PLACEHOLDER = "<image>"
 ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -56,15 +57,20 @@ def sample_images(sample: dict) -> list[str]:
 
 
 class ConversationEncoder:
-    """Encodes LLaVA-style samples with the Llama 3 chat layout; loss on assistant turns (+ <|eot_id|>)."""
+    """Encodes LLaVA-style samples in the chat layout of the tokenizer's family (Llama 3, ChatML: the registry's);
+    loss on assistant turns and their end-of-turn token (<|eot_id|>, <|im_end|>), never on headers, on the
+    default system turn ChatML adds, or on the newline after <|im_end|>."""
 
-    def __init__(self, tokenizer: Any, image_token_id: int, num_image_tokens: int, max_length: int = 4096) -> None:
+    def __init__(self, tokenizer: Any, image_token_id: int, num_image_tokens: int, max_length: int = 4096,
+                 layout: ChatLayout | None = None) -> None:
         self.tok = tokenizer
         self.image_token_id = image_token_id
         self.num_image_tokens = num_image_tokens
         self.max_length = max_length
-        self.bos_id = tokenizer.convert_tokens_to_ids("<|begin_of_text|>")
-        self.eot_id = tokenizer.convert_tokens_to_ids(EOT)
+        self.layout = layout or registry.chat_layout(tokenizer)
+        self.begin_ids = self._text(self.layout.begin)
+        self.after_ids = self._text(self.layout.after_turn)
+        self.eot_id = tokenizer.convert_tokens_to_ids(self.layout.end_of_turn)
 
     def _text(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"] if text else []
@@ -93,17 +99,18 @@ class ConversationEncoder:
             raise ValueError(f"{n_marks} {IMAGE_PLACEHOLDER} marks but {n_images} images")
         if add_generation_prompt and messages and ROLE_MAP.get(messages[-1].get("from")) == "assistant":
             messages = messages[:-1]
-        ids, trainable = [self.bos_id], [False]
         for m in messages:
-            role = ROLE_MAP.get(m.get("from"))
-            if role is None or not isinstance(m.get("value"), str):
+            if ROLE_MAP.get(m.get("from")) is None or not isinstance(m.get("value"), str):
                 raise ValueError(f"bad turn {m!r}")
-            head = self._text(header(role))
-            body = self._content(m["value"]) + [self.eot_id]
-            ids += head + body
-            trainable += [False] * len(head) + [role == "assistant"] * len(body)
+        turns = self.layout.turns([{"role": ROLE_MAP[m["from"]], "content": m["value"]} for m in messages])
+        ids, trainable = list(self.begin_ids), [False] * len(self.begin_ids)
+        for role, value in turns:
+            head = self._text(self.layout.header(role))
+            body = self._content(value) + [self.eot_id]
+            ids += head + body + self.after_ids
+            trainable += [False] * len(head) + [role == "assistant"] * len(body) + [False] * len(self.after_ids)
         if add_generation_prompt:
-            ids += self._text(header("assistant"))
+            ids += self._text(self.layout.header("assistant"))
             trainable += [False] * (len(ids) - len(trainable))
         if len(ids) > self.max_length:
             if self.image_token_id in ids[self.max_length:]:
