@@ -31,9 +31,21 @@ log = get_logger(__name__)
 
 
 def _encode_batch(tokenizer: Any, texts: list[str]) -> list[list[int]]:
-    if hasattr(tokenizer, "encode_batch"):  # a `tokenizers.Tokenizer`
-        return [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
-    return tokenizer(texts, add_special_tokens=False)["input_ids"]  # transformers tokenizer
+    """Documents -> ids, a special token's text inside a document read as plain text.
+
+    A web page that quotes `<|end_of_text|>` or `<|im_start|>` must not put a document end or a chat turn into
+    the pretraining stream (tiktoken's `disallowed_special=()` reading, as nanochat and Llama's own data code
+    do); the special ids come only from the framing (BOS, end of text) that `_Writer` adds.
+    """
+    backend = tokenizer if hasattr(tokenizer, "encode_batch") else getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a slow transformers tokenizer: its own option
+        return tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    before = backend.encode_special_tokens
+    backend.encode_special_tokens = True
+    try:
+        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+    finally:
+        backend.encode_special_tokens = before
 
 
 def _special_id(tokenizer: Any, name: str) -> int | None:

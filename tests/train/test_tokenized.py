@@ -207,3 +207,20 @@ def test_documents_end_with_the_familys_end_of_text_not_an_end_of_turn() -> None
     tok.add_special_tokens({"additional_special_tokens": ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]})
     tok.eos_token = "<|im_end|>"
     assert document_end_id(tok) == tok.convert_tokens_to_ids("<|endoftext|>") != tok.eos_token_id
+
+
+def test_special_token_text_inside_a_document_stays_text(tmp_path, tokenizer_dir) -> None:
+    """Regression: a page quoting `<|end_of_text|>` put a document end (and `<|start_header_id|>` a chat header)
+    into the pretraining stream; only the writer's framing holds special ids now."""
+    from infir.model.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tokenizer_dir)
+    text = "GPT models end text with <|end_of_text|> and chats with <|start_header_id|>user"
+    write_token_shards([{"text": text}], tok, tmp_path / "src", shard_tokens=1 << 10)
+    stream = TokenStream(tmp_path / "src")
+    tokens = stream.read(0, stream.num_tokens).tolist()
+    end, header = tok.convert_tokens_to_ids("<|end_of_text|>"), tok.convert_tokens_to_ids("<|start_header_id|>")
+    assert tokens[0] == tok.bos_token_id and tokens[-1] == end
+    assert end not in tokens[1:-1] and header not in tokens
+    assert tok.decode(tokens[1:-1]) == text  # nothing lost: the markers are spelled in ordinary tokens
+    assert tok("a <|end_of_text|>", add_special_tokens=False)["input_ids"][-1] == end  # the tokenizer itself unchanged
