@@ -504,7 +504,7 @@ def export_section(run_dir: Path, entries: list[tuple[str, dict[str, Any]]]) -> 
             md += ["", "With llama.cpp (README: Export for the edge):", "",
                    f"- quantize: `llama-quantize {gguf} {q4} Q4_K_M` (from an f16 export; a q8_0 file needs "
                    "`--allow-requantize`)",
-                   f"- chat: `llama-cli -m {q4} -cnv`; serve: `llama-server -m {q4} --port 8080`"]
+                   f"- chat: `llama-cli -m {q4}`; serve: `llama-server -m {q4} --port 8080`"]
         md.append("")
     return md
 
