@@ -538,6 +538,10 @@ def build_markdown(run_dir: Path, manifest: dict[str, Any], stages: list[Any] | 
     md += ["", f"Total stage time: {total:.1f} s.", ""]
     md += [f"**Stage {n} failed:** {s.get('error')}" for n, s in done.items() if s.get("status") == "failed"]
     md += [""] if any(s.get("status") == "failed" for s in done.values()) else []
+    stale = [(n, s["stale_upstream"]) for n, s in done.items() if s.get("stale_upstream")]
+    md += [f"**Stage {n} ran with `--only` on the outputs of {', '.join(up)}, whose configuration had changed "
+           "since they ran** (kept, not rebuilt)." for n, up in stale]
+    md += [""] if stale else []
     kinds: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for st in stages:
         if st.report is not None and st.name in done:

@@ -7,6 +7,9 @@
   stage picks up its own partial work (training checkpoints, per-shard markers) or rewrites its
   atomic outputs. If its configuration changed meanwhile, the partial work is discarded first.
 - `--from STAGE` forgets that stage and the ones after it, then runs them again.
+- `--only A,B` runs just those stages and never deletes or reruns the others: a stage left out whose
+  configuration changed keeps its outputs, the selected stages use them, and their manifest entries
+  list it under `stale_upstream` (the report says so).
 """
 
 from __future__ import annotations
@@ -130,6 +133,7 @@ def run_recipe(recipe_path: str | Path, runs_dir: str | Path = "runs", from_stag
         log.error(str(e))
         raise SystemExit(2) from None
     invalidated = False
+    kept_stale: list[str] = []  # --only: stages left out whose outputs no longer match the recipe
     t_run = time.time()
     for spec in stages:
         stage_hash = config_hash([upstream, recipe.stage_config(spec.recipe_section)])
@@ -139,6 +143,14 @@ def run_recipe(recipe_path: str | Path, runs_dir: str | Path = "runs", from_stag
             invalidated = True
         if invalidated or (done and done.get("config_hash") != stage_hash):
             invalidated = True
+            if wanted is not None and spec.name not in wanted:
+                # --only never deletes or reruns a stage it leaves out: later selected stages use its outputs as
+                # they are (evaluate the existing model on other data, say), and the manifest says so
+                if done and done.get("status") == "done":
+                    kept_stale.append(spec.name)
+                    log.warning(f"[{spec.name}] its configuration changed since it ran; --only keeps its outputs "
+                                "(run without --only to rebuild it)")
+                continue
             if done or ctx.stage_dir(spec.name).exists():
                 log.info(f"[{spec.name}] rerunning: {'--from' if from_stage else 'configuration changed'}")
             manifest.forget(spec.name)
@@ -166,9 +178,11 @@ def run_recipe(recipe_path: str | Path, runs_dir: str | Path = "runs", from_stag
             write_report(run_dir, manifest.data, stages)  # what ran, and why this stage stopped
             raise SystemExit(1) from None
         seconds = time.time() - t0
-        manifest.record(spec.name, {"status": "done", "config_hash": stage_hash, "seconds": round(seconds, 2),
-                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed": resumed,
-                                    "summary": summary})
+        entry = {"status": "done", "config_hash": stage_hash, "seconds": round(seconds, 2),
+                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed": resumed, "summary": summary}
+        if kept_stale:
+            entry["stale_upstream"] = list(kept_stale)
+        manifest.record(spec.name, entry)
         log.info(f"[{spec.name}] done in {seconds:.1f} s")
 
     from infir.run.report import write_report

@@ -183,6 +183,30 @@ def test_rerun_skips_and_from_reruns_downstream(finished_run) -> None:
     assert proc.returncode == 2 and "not a stage" in proc.stderr
 
 
+def test_only_never_deletes_the_stages_it_leaves_out(finished_run, tmp_path) -> None:
+    """Regression: `--only eval_base` with an upstream change (here pretrain's lr; `--data-dir` did the same)
+    deleted corpus ... anneal, models included, without running them, and eval_base then had no model."""
+    import shutil
+
+    recipe, run = finished_run
+    runs = tmp_path / "runs"
+    shutil.copytree(run, runs / run.name)
+    before = read_json(runs / run.name / "manifest.json")["stages"]
+    proc = _infir("run", str(recipe), "--runs-dir", str(runs), "--only", "eval_base",
+                  "--set", "pretrain.optimizer.lr=0.002", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "--only keeps its outputs" in proc.stderr
+    after = read_json(runs / run.name / "manifest.json")["stages"]
+    for stage in ("corpus", "curate", "tokenizer", "pretrain", "anneal"):
+        assert after[stage] == before[stage]
+    assert (runs / run.name / "anneal" / "model" / "model.safetensors").exists()
+    assert after["eval_base"]["finished"] != before["eval_base"]["finished"] or \
+        after["eval_base"]["seconds"] != before["eval_base"]["seconds"]
+    assert after["eval_base"]["stale_upstream"] == ["pretrain", "anneal"]
+    assert after["sft"] == before["sft"]  # after the selected stage, nothing is touched either
+    assert "ran with `--only` on the outputs of pretrain, anneal" in (runs / run.name / "report.md").read_text()
+
+
 def test_run_killed_mid_pretrain_resumes_from_its_checkpoint(tmp_path) -> None:
     recipe = dict(SMALL_RECIPE, name="killed")
     recipe["pretrain"] = {**recipe["pretrain"], "max_steps": 40, "checkpoint": {"interval": 4}}
