@@ -193,6 +193,13 @@ def main() -> None:  # noqa: C901 - one linear story, kept in one place on purpo
     import traceback
     import types
 
+    # A clean signal state whatever the grader inherited (a background job ignores SIGINT, a supervisor may block
+    # signals, and both pass through fork and exec): else a program's signal to itself is ignored here and judged
+    # as whatever happens next. SIGPIPE and SIGXFSZ stay ignored as Python sets them (EFBIG -> output_limit).
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # Everything the closing step needs is bound here, before the program can replace module attributes.
     _write, _exit, _close, _perf = os.write, os._exit, os.close, time.perf_counter
     _dumps = json.dumps

@@ -48,6 +48,30 @@ def _programs() -> dict[str, str]:
     return out
 
 
+@pytest.mark.parametrize("inherited", ["blocked", "ignored"])
+def test_a_signal_to_itself_is_judged_the_same_whatever_the_grader_inherited(inherited: str) -> None:
+    """Regression: a grader started as a background job (SIGINT ignored) or under a supervisor that blocks signals
+    passed that state down to the program, whose SIGINT to itself then did nothing: reason 'assertion' instead of
+    'early_exit', depending on how CI was launched."""
+    import signal
+
+    programs = [_programs()[name] for name in ("SIGINT to itself", "SIGTERM to itself")]
+    before_mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    before_int, before_term = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        if inherited == "blocked":
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        else:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        results = run_programs(programs, timeout_s=10)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before_mask)
+        signal.signal(signal.SIGINT, before_int)
+        signal.signal(signal.SIGTERM, before_term)
+    assert [(r.status, r.reason) for r in results] == [("failed", "early_exit")] * 2, results
+
+
 def test_every_exit_trick_fails_and_says_why() -> None:
     programs = _programs()
     results = dict(zip(programs, run_programs(list(programs.values()), timeout_s=10), strict=True))
