@@ -142,10 +142,10 @@ def ordinary_pairs(n: int) -> list[tuple[str, str]]:
 
 def _worker_cpu_s() -> float:
     """CPU seconds used so far by this process's Math-Verify workers (the "after" grader's other half)."""
-    from infir.eval import grading
+    from infir.eval import verify_pool
 
     total = 0.0
-    for worker in list(grading._POOL.workers):
+    for worker in list(verify_pool._POOL.workers):
         try:
             fields = Path(f"/proc/{worker.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
