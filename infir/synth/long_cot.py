@@ -24,6 +24,7 @@ import asyncio
 import json
 import re
 from collections import Counter
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -192,8 +193,18 @@ def make_domain_handler(judge, cfg: LongCoTDataStage):
     return handle
 
 
-async def _open(spec: str | None, cfg: TeacherConfig | None, cache: Path):
-    return await open_teacher(spec, cfg, cache) if spec is not None and cfg is not None else None
+@asynccontextmanager
+async def _model(spec: str | None, cfg: TeacherConfig | None, cache: Path, required: str | None = None):
+    """The model behind `spec` (a URL or folder) for the duration of a step, closed after; None when not
+    configured, a ValueError naming the setting when `required` says it must be."""
+    model = await open_teacher(spec, cfg, cache) if spec is not None and cfg is not None else None
+    if model is None and required:
+        raise ValueError(required)
+    try:
+        yield model
+    finally:
+        if model is not None:
+            await model.aclose()
 
 
 async def _run(cfg: LongCoTDataStage, pool: list[dict], seeds: list[dict], specs: dict[str, str | None],
@@ -201,38 +212,26 @@ async def _run(cfg: LongCoTDataStage, pool: list[dict], seeds: list[dict], specs
     steps = output / "steps"
     stats: dict[str, Any] = {}
     if cfg.distil is not None and seeds:
-        teacher = await _open(specs["distil"], cfg.distil.teacher, output / "distil_cache.jsonl")
-        if teacher is None:
-            raise ValueError("long_cot_data.distil: no teacher (distil.teacher.source)")
-        try:
+        async with _model(specs["distil"], cfg.distil.teacher, output / "distil_cache.jsonl",
+                          "long_cot_data.distil: no teacher (distil.teacher.source)") as teacher:
             step = Step(steps, "01_distil")
             stats["distil"] = {**await step.run(seeds, make_distil_handler(teacher, cfg), cfg.batch_size),
                                "teacher": teacher.name}
-        finally:
-            await teacher.aclose()
         distilled = step.kept()
         write_jsonl(output / "distilled.jsonl", ({"problem": r["problem"], "response": r["trace"],
                                                    "answer": r["reference_answer"]} for r in distilled))
         pool = pool + distilled
     if cfg.max_records:
         pool = pool[: cfg.max_records]
-    reference = await _open(specs["reference"], cfg.reference, output / "reference_cache.jsonl")
-    if reference is None:
-        raise ValueError("long_cot_data: no reference model (reference.source)")
-    try:
+    async with _model(specs["reference"], cfg.reference, output / "reference_cache.jsonl",
+                      "long_cot_data: no reference model (reference.source)") as reference:
         solve = Step(steps, "02_solved")
         stats["solve_step"] = {**await solve.run(pool, make_solve_handler(reference, cfg), cfg.batch_size),
                                "reference": reference.name}
-    finally:
-        await reference.aclose()
-    judge = await _open(specs.get("judge"), cfg.judge, output / "judge_cache.jsonl")
-    try:
+    async with _model(specs.get("judge"), cfg.judge, output / "judge_cache.jsonl") as judge:
         label = Step(steps, "03_domain")
         stats["domain_step"] = {**await label.run(solve.kept(), make_domain_handler(judge, cfg), cfg.batch_size),
                                 "judge": judge.name if judge is not None else None}
-    finally:
-        if judge is not None:
-            await judge.aclose()
     return label.kept(), stats
 
 
