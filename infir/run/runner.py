@@ -26,7 +26,7 @@ from typing import Any
 
 from infir import __version__
 from infir.run.recipe import Recipe, RecipeError, config_hash, load_recipe
-from infir.run.stages import StageContext, StageFailed, check_plan, enabled_stages
+from infir.run.stages import StageContext, StageFailed, StageSpec, check_plan, enabled_stages
 from infir.utils.io import atomic_write_json, read_json
 from infir.utils.log import get_logger
 
@@ -114,35 +114,31 @@ def run_recipe(recipe_path: str | Path, runs_dir: str | Path = "runs", from_stag
     log.info(f"run '{recipe.name}' in {run_dir} — stages: {' → '.join(names)}"
              + (f" (real data from {data_dir})" if data_dir else " (embedded corpus)"))
 
-    upstream = config_hash({"data_dir": str(data_dir) if data_dir else None, "seed": recipe.seed})
+    # Each stage's configuration hash chains those before it; a stage is invalid when its hash or an earlier
+    # one changed since it ran (or --from names it or an earlier stage).
+    plan: list[tuple[StageSpec, str, bool]] = []
+    stage_hash, invalid = config_hash({"data_dir": str(data_dir) if data_dir else None, "seed": recipe.seed}), False
+    for spec in stages:
+        stage_hash = config_hash([stage_hash, recipe.stage_config(spec.recipe_section)])
+        entry = manifest.stage(spec.name)
+        invalid = invalid or spec.name == from_stage or bool(entry and entry.get("config_hash") != stage_hash)
+        plan.append((spec, stage_hash, invalid))
     # What can be known before any work (inputs present, a teacher URL answering) is checked for every stage this
     # invocation will run, so a mistake in a late stage does not surface after hours of training.
-    will_run, h, invalid = [], upstream, False
-    for spec in stages:
-        h = config_hash([h, recipe.stage_config(spec.recipe_section)])
-        entry = manifest.stage(spec.name)
-        invalid = invalid or spec.name == from_stage or bool(entry and entry.get("config_hash") != h)
-        fresh = invalid or not (entry and entry.get("status") == "done")
-        if fresh and (wanted is None or spec.name in wanted):
-            will_run.append(spec)
     try:
-        for spec in will_run:
-            if spec.check is not None:
+        for spec, _, invalid in plan:
+            entry = manifest.stage(spec.name)
+            will_run = invalid or not (entry and entry.get("status") == "done")
+            if will_run and (wanted is None or spec.name in wanted) and spec.check is not None:
                 spec.check(ctx)
     except RecipeError as e:
         log.error(str(e))
         raise SystemExit(2) from None
-    invalidated = False
     kept_stale: list[str] = []  # --only: stages left out whose outputs no longer match the recipe
     t_run = time.time()
-    for spec in stages:
-        stage_hash = config_hash([upstream, recipe.stage_config(spec.recipe_section)])
-        upstream = stage_hash
+    for spec, stage_hash, invalid in plan:
         done = manifest.stage(spec.name)
-        if spec.name == from_stage:
-            invalidated = True
-        if invalidated or (done and done.get("config_hash") != stage_hash):
-            invalidated = True
+        if invalid:
             if wanted is not None and spec.name not in wanted:
                 # --only never deletes or reruns a stage it leaves out: later selected stages use its outputs as
                 # they are (evaluate the existing model on other data, say), and the manifest says so
